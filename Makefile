@@ -1,0 +1,35 @@
+# Two commands on a fresh machine:  `make run` (install + pipeline)  and  `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test setup corpus lint bench clean
+
+run: setup corpus
+	$(BIN)/dvc repro
+
+test: setup
+	$(BIN)/python -m pytest
+
+setup: $(VENV)/.installed
+
+# The lock pins every package for a repeatable install; pyproject.toml pins the direct ones.
+$(VENV)/.installed: pyproject.toml requirements.lock
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "error: Python 3.11 or newer is needed (set PYTHON=/path/to/python3.11)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	@touch $@
+
+corpus: setup
+	$(BIN)/python -m textgen fetch-corpus
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench: setup
+	$(BIN)/python bench/sampler.py
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,48 @@
+"""prepare: the corpus under data/raw/ -> data/prepared/ (token ids, vocabulary, statistics)."""
+
+import os
+from pathlib import Path
+
+from textgen.artifacts import atomic_dir, save_tokens, write_json
+from textgen.config import load_params
+from textgen.corpus import corpus_files, prepare_corpus, read_corpus
+from textgen.errors import UserError, exit_on_user_error
+
+RAW = Path("data/raw")  # the stage's declared input: the corpus must live below it
+OUT = Path("data/prepared")
+
+
+def main() -> None:
+    p = load_params().data
+    files = corpus_files(p.corpus)
+    outside = [f for f in files if not Path(os.path.abspath(f)).is_relative_to(RAW.absolute())]
+    if outside:
+        raise UserError(
+            f"data.corpus: {outside[0]} is outside {RAW}/, the folder dvc.yaml declares as this "
+            f"stage's input; copy or symlink your text under {RAW}/"
+        )
+    text = read_corpus(files, lowercase=p.lowercase)
+    corpus = prepare_corpus(text, p.val_fraction, p.test_fraction, p.lowercase)
+    metrics = corpus.metrics()
+    stats = {
+        **metrics,
+        "files": [str(f) for f in files],
+        "characters": len(text),
+        "lowercase": p.lowercase,
+    }
+    with atomic_dir(OUT) as tmp:
+        for split in ("train", "val", "test"):
+            save_tokens(tmp / f"{split}.npy", getattr(corpus, split))
+        corpus.vocab.save(tmp / "vocab.json")
+        write_json(tmp / "stats.json", stats)
+    write_json("metrics/prepare.json", metrics)
+    print(
+        f"prepared {len(files)} file(s): {metrics['train_tokens']:,} / "
+        f"{metrics['val_tokens']:,} / {metrics['test_tokens']:,} train/val/test characters, "
+        f"vocabulary {metrics['vocab_size']}, "
+        f"unknown rate val {metrics['unk_rate_val']:.2e} test {metrics['unk_rate_test']:.2e}"
+    )
+
+
+if __name__ == "__main__":
+    exit_on_user_error(main)

@@ -1,0 +1,40 @@
+"""sample: models/lstm.keras -> samples/lstm.jsonl, one JSON object per sample."""
+
+from textgen.artifacts import load_model, write_jsonl
+from textgen.config import load_params
+from textgen.errors import exit_on_user_error
+from textgen.sampling import Decoding, generate_texts
+from textgen.seeding import seed_everything
+
+MODELS = {"lstm": "models/lstm.keras"}
+
+
+def main() -> None:
+    params = load_params()
+    p = params.sample
+    seed_everything(params.seed)
+    decoding = Decoding(p.temperature, p.top_k, p.top_p)
+    for name, path in MODELS.items():
+        model, vocab = load_model(path)
+        texts = generate_texts(
+            model, vocab, p.prompt, p.num_samples, p.length, decoding, params.seed
+        )
+        records = [
+            {
+                "model": name,
+                **decoding.as_dict(),
+                "length": p.length,
+                "seed": params.seed,
+                "index": i,
+                "prompt": p.prompt,
+                "text": text,
+            }
+            for i, text in enumerate(texts)
+        ]
+        write_jsonl(f"samples/{name}.jsonl", records)
+        print(f"{name}: {len(records)} samples of {p.length} characters -> samples/{name}.jsonl")
+        print(p.prompt + texts[0][:300])
+
+
+if __name__ == "__main__":
+    exit_on_user_error(main)

@@ -1,0 +1,60 @@
+"""train_lstm: data/prepared/ -> models/lstm.keras (+ vocabulary), metrics/lstm.json, curves."""
+
+from pathlib import Path
+
+from textgen.artifacts import load_tokens, save_model, write_json
+from textgen.config import load_params
+from textgen.corpus import Vocabulary
+from textgen.errors import UserError, exit_on_user_error
+from textgen.lstm import build_model, stream_nll, train
+from textgen.metrics import likelihood_metrics
+from textgen.seeding import seed_everything
+
+DATA = Path("data/prepared")
+
+
+def main() -> None:
+    params = load_params()
+    p = params.lstm
+    seed_everything(params.seed)
+    vocab = Vocabulary.load(DATA / "vocab.json")
+    train_ids, val_ids = load_tokens(DATA / "train.npy"), load_tokens(DATA / "val.npy")
+
+    from dvclive import Live  # imported after textgen, which quiets TensorFlow's start-up logs
+    from dvclive.keras import DVCLiveCallback
+    from scmrepo.exceptions import SCMError
+
+    model = build_model(len(vocab), p)
+    print(f"LSTM language model: {model.count_params():,} parameters, vocabulary {len(vocab)}")
+    try:
+        live = Live("dvclive/train_lstm", dvcyaml=False, save_dvc_exp=False, report=None)
+    except SCMError:  # dvclive 3.49 reads HEAD even when told not to save an experiment
+        raise UserError(
+            "dvclive needs a git repository with at least one commit: "
+            "run `git add -A && git commit -m init` first"
+        ) from None
+    try:
+        result = train(model, train_ids, val_ids, p, params.seed, [DVCLiveCallback(live=live)])
+    except ValueError as err:  # data too small for the window/batch settings
+        raise UserError(f"lstm: {err}; lower lstm.seq_len or lstm.batch_size") from None
+
+    val_nll = stream_nll(model, val_ids, p.eval_batch_size)
+    metrics = {
+        **likelihood_metrics(val_nll, prefix="val_"),
+        "epochs": result.epochs,
+        "steps": result.steps,
+        "train_seconds": round(result.seconds, 1),
+        "train_tokens_per_s": round(result.tokens_per_s, 1),
+        "parameters": model.count_params(),
+    }
+    save_model(model, vocab, "models/lstm.keras")
+    write_json("metrics/lstm.json", metrics)
+    print(
+        f"validation: {metrics['val_nll_nats']:.4f} nats/char, {metrics['val_bpc']:.4f} bits/char, "
+        f"perplexity {metrics['val_perplexity']:.2f} after {result.epochs} epoch(s), "
+        f"{result.seconds:.0f} s"
+    )
+
+
+if __name__ == "__main__":
+    exit_on_user_error(main)

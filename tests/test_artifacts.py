@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+
+from textgen.artifacts import (
+    atomic_dir,
+    atomic_path,
+    load_tokens,
+    read_jsonl,
+    save_tokens,
+    write_json,
+    write_jsonl,
+)
+from textgen.errors import UserError
+
+
+def test_atomic_path_keeps_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "m.json"
+    write_json(target, {"a": 1})
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert target.read_text().strip().startswith("{")
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_atomic_dir_appears_only_complete(tmp_path):
+    target = tmp_path / "prepared"
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "train.npy").write_text("x")
+        raise RuntimeError("killed")
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+    with atomic_dir(target) as tmp:
+        (tmp / "train.npy").write_text("x")
+    assert (target / "train.npy").is_file()
+
+
+def test_tokens_round_trip(tmp_path):
+    ids = np.arange(10, dtype=np.int32)
+    save_tokens(tmp_path / "t.npy", ids)
+    np.testing.assert_array_equal(load_tokens(tmp_path / "t.npy"), ids)
+
+
+def test_load_tokens_never_unpickles(tmp_path):
+    path = tmp_path / "evil.npy"
+    np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(UserError, match=r"evil\.npy"):
+        load_tokens(path)
+    np.save(path, np.zeros((2, 2), np.float32))
+    with pytest.raises(UserError, match=r"expected a 1-D int32 array"):
+        load_tokens(path)
+    with pytest.raises(UserError, match="run the prepare stage"):
+        load_tokens(tmp_path / "missing.npy")
+
+
+def test_jsonl_round_trip_keeps_unicode(tmp_path):
+    records = [{"text": "로미오\n", "i": 0}, {"text": "ROMEO:", "i": 1}]
+    write_jsonl(tmp_path / "s.jsonl", records)
+    assert read_jsonl(tmp_path / "s.jsonl") == records
+    assert "로미오" in (tmp_path / "s.jsonl").read_text(encoding="utf-8")
+    (tmp_path / "bad.jsonl").write_text('{"a": 1}\n{oops\n')
+    with pytest.raises(UserError, match=r"bad.jsonl:2: not valid JSON"):
+        read_jsonl(tmp_path / "bad.jsonl")

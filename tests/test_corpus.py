@@ -1,0 +1,120 @@
+import unicodedata
+
+import numpy as np
+import pytest
+
+from textgen.corpus import (
+    UNK_TEXT,
+    Vocabulary,
+    corpus_files,
+    prepare_corpus,
+    read_corpus,
+    read_text,
+    split_text,
+    unk_rate,
+)
+from textgen.errors import UserError
+
+KOREAN = "로미오: 오, 줄리엣! 그대는 태양이오.\n줄리엣: 이름이 무슨 소용인가요?\n"
+
+
+def test_corpus_files_file_folder_and_glob(tmp_path):
+    (tmp_path / "a").mkdir()
+    for name in ["a/2.txt", "a/1.txt", "a/notes.md", "b.txt"]:
+        (tmp_path / name).write_text("x\n")
+    assert corpus_files("b.txt", tmp_path) == [tmp_path / "b.txt"]
+    assert corpus_files("a", tmp_path) == [tmp_path / "a/1.txt", tmp_path / "a/2.txt"]
+    assert corpus_files("*.txt", tmp_path) == [tmp_path / "b.txt"]
+    assert len(corpus_files("**/*.txt", tmp_path)) == 3
+
+
+def test_corpus_files_errors_name_the_key(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match=r"^data.corpus: missing does not exist"):
+        corpus_files("missing", tmp_path)
+    with pytest.raises(UserError, match=r"^data.corpus: the folder empty holds no .txt files"):
+        corpus_files("empty", tmp_path)
+    with pytest.raises(UserError, match=r"matches no files"):
+        corpus_files("*.csv", tmp_path)
+
+
+def test_non_utf8_names_file_and_byte_offset(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("héllo".encode("latin-1"))
+    with pytest.raises(UserError) as err:
+        read_text(path)
+    assert str(path) in str(err.value)
+    assert "byte offset 1" in str(err.value)
+
+
+def test_normalisation_nfc_bom_and_newlines(tmp_path):
+    path = tmp_path / "t.txt"
+    decomposed = unicodedata.normalize("NFD", "café 한국어")
+    path.write_bytes(b"\xef\xbb\xbf" + f"{decomposed}\r\nline\rend".encode())
+    text = read_text(path)
+    assert text == "café 한국어\nline\nend"
+    assert unicodedata.is_normalized("NFC", text)
+
+
+def test_read_corpus_joins_files_and_rejects_empty(tmp_path):
+    (tmp_path / "a.txt").write_text("one")
+    (tmp_path / "b.txt").write_text("two\n")
+    assert read_corpus([tmp_path / "a.txt", tmp_path / "b.txt"]) == "one\ntwo\n"
+    assert read_corpus([tmp_path / "a.txt"], lowercase=True) == "one\n"
+    (tmp_path / "blank.txt").write_text(" \n\n")
+    with pytest.raises(UserError, match="the corpus is empty"):
+        read_corpus([tmp_path / "blank.txt"])
+
+
+def test_split_is_contiguous_and_complete(play_text):
+    train, val, test = split_text(play_text, 0.1, 0.05)
+    assert train + val + test == play_text
+    assert len(val) == int(len(play_text) * 0.1)
+    assert len(test) == int(len(play_text) * 0.05)
+    with pytest.raises(UserError, match="too few to split"):
+        split_text("abc", 0.1, 0.1)
+
+
+def test_vocabulary_round_trip_and_unknowns():
+    vocab = Vocabulary.from_text("hello world\n")
+    ids = vocab.encode("hello world\n")
+    assert ids.dtype == np.int32
+    assert vocab.decode(ids) == "hello world\n"
+    assert vocab.unk_id not in ids
+    unknown = vocab.encode("help!")
+    assert unknown.tolist()[-2:] == [vocab.unk_id, vocab.unk_id]  # 'p' and '!' unseen
+    assert vocab.decode(unknown) == f"hel{UNK_TEXT}{UNK_TEXT}"
+    assert unk_rate(unknown, vocab) == pytest.approx(2 / 5)
+
+
+def test_korean_round_trip_and_json(tmp_path):
+    vocab = Vocabulary.from_text(KOREAN)
+    ids = vocab.encode(KOREAN)
+    assert vocab.decode(ids) == KOREAN
+    assert "태" in vocab.tokens
+    vocab.save(tmp_path / "vocab.json")
+    again = Vocabulary.load(tmp_path / "vocab.json")
+    assert again == vocab
+    assert "태" in (tmp_path / "vocab.json").read_text(encoding="utf-8")  # readable, not escaped
+
+
+def test_lowercase_vocabulary_folds_input():
+    vocab = Vocabulary.from_text("romeo", lowercase=True)
+    assert vocab.decode(vocab.encode("ROMEO")) == "romeo"
+
+
+def test_prepare_builds_vocabulary_from_train_only():
+    text = "a" * 80 + "b" * 10 + "c" * 10  # 'b' only in val, 'c' only in test
+    corpus = prepare_corpus(text, 0.1, 0.1)
+    assert corpus.vocab.tokens[1:] == ("a",)
+    metrics = corpus.metrics()
+    assert metrics["train_tokens"] == 80
+    assert metrics["val_tokens"] == metrics["test_tokens"] == 10
+    assert metrics["vocab_size"] == 2
+    assert metrics["unk_rate_val"] == metrics["unk_rate_test"] == 1.0
+
+
+def test_prepare_korean(tmp_path):
+    corpus = prepare_corpus(KOREAN * 20, 0.1, 0.1)
+    assert corpus.metrics()["unk_rate_val"] == 0.0
+    assert corpus.vocab.decode(corpus.train[:5]) == KOREAN[:5]

@@ -1,0 +1,32 @@
+import math
+
+import pytest
+
+from textgen.metrics import distinct_n, likelihood_metrics, ngrams, words
+
+
+def test_words_split_punctuation_and_any_script():
+    assert words("Romeo, come hither!") == ["Romeo", ",", "come", "hither", "!"]
+    assert words("안녕하세요, 세계.") == ["안녕하세요", ",", "세계", "."]
+
+
+def test_ngrams():
+    assert ngrams(["a", "b", "c"], 2) == [("a", "b"), ("b", "c")]
+    assert ngrams(["a"], 2) == []
+
+
+def test_distinct_n_hand_checked():
+    texts = ["a b a b", "a b c"]
+    # unigrams: a b a b a b c -> 3 unique / 7
+    assert distinct_n(texts, 1) == pytest.approx(3 / 7)
+    # bigrams: ab ba ab | ab bc -> {ab, ba, bc} 3 / 5
+    assert distinct_n(texts, 2) == pytest.approx(3 / 5)
+    assert distinct_n(["a a a a"], 1) == pytest.approx(1 / 4)
+    assert distinct_n([""], 3) == 0.0
+
+
+def test_likelihood_units():
+    m = likelihood_metrics(math.log(4), prefix="test_")
+    assert m["test_nll_nats"] == pytest.approx(math.log(4))
+    assert m["test_bpc"] == pytest.approx(2.0)
+    assert m["test_perplexity"] == pytest.approx(4.0)

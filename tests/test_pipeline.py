@@ -1,0 +1,205 @@
+"""End to end: the real stage scripts under DVC, in a temporary git repository, on tiny data."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.conftest import make_play
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+TINY_PARAMS = {
+    "seed": 7,
+    "data": {"corpus": "data/raw/tiny", "val_fraction": 0.1, "test_fraction": 0.1},
+    "lstm": {
+        "embedding_dim": 8,
+        "hidden": 16,
+        "layers": 2,
+        "dropout": 0.0,
+        "seq_len": 32,
+        "batch_size": 8,
+        "epochs": 2,
+        "steps_per_epoch": 10,
+        "warmup_steps": 0,
+        "eval_batch_size": 8,
+    },
+    "sample": {"num_samples": 3, "length": 40, "prompt": "ROMEO."},
+    "evaluate": {"batch_size": 8},
+}
+METRIC_KEYS = {
+    "metrics/prepare.json": {
+        "train_tokens",
+        "val_tokens",
+        "test_tokens",
+        "vocab_size",
+        "unk_rate_val",
+        "unk_rate_test",
+    },
+    "metrics/lstm.json": {
+        "val_nll_nats",
+        "val_bpc",
+        "val_perplexity",
+        "epochs",
+        "train_seconds",
+        "train_tokens_per_s",
+        "parameters",
+    },
+}
+EVALUATE_KEYS = {
+    "test_nll_nats",
+    "test_bpc",
+    "test_perplexity",
+    "distinct_1",
+    "distinct_2",
+    "distinct_3",
+    "distinct_4",
+}
+TIMINGS = {"train_seconds", "train_tokens_per_s"}
+
+
+def run(cmd, cwd, check=True):
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, shell=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def make_repo(path: Path, params: dict = TINY_PARAMS) -> Path:
+    path.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__")
+    for name in ["stages", "textgen"]:
+        shutil.copytree(ROOT / name, path / name, ignore=ignore)
+    for name in ["dvc.yaml", ".gitignore"]:
+        shutil.copy(ROOT / name, path / name)
+    (path / "params.yaml").write_text(yaml.safe_dump(params))
+    (path / "data/raw/tiny").mkdir(parents=True)
+    (path / "data/raw/tiny/play.txt").write_text(make_play(300, seed=1))
+    return path
+
+
+def read_metrics(repo: Path) -> dict:
+    return {
+        name: json.loads((repo / name).read_text())
+        for name in [*METRIC_KEYS, "metrics/evaluate.json"]
+    }
+
+
+def without_timings(metrics: dict) -> dict:
+    return {f: {k: v for k, v in m.items() if k not in TIMINGS} for f, m in metrics.items()}
+
+
+@pytest.mark.slow
+def test_dvc_pipeline_end_to_end(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    run("git init -q && git config user.email t@t && git config user.name t", repo)
+    run("dvc init -q && dvc config core.analytics false", repo)
+    run("git add -A && git commit -qm base", repo)
+    run("dvc repro", repo)
+
+    for out in [
+        "data/prepared/train.npy",
+        "data/prepared/val.npy",
+        "data/prepared/test.npy",
+        "data/prepared/vocab.json",
+        "data/prepared/stats.json",
+        "models/lstm.keras",
+        "models/lstm.vocab.json",
+        "samples/lstm.jsonl",
+        "dvclive/train_lstm/plots/metrics/train/loss.tsv",
+        "dvclive/train_lstm/plots/metrics/eval/loss.tsv",
+    ]:
+        assert (repo / out).is_file(), out
+    train = np.load(repo / "data/prepared/train.npy", allow_pickle=False)
+    assert train.dtype == np.int32 and train.ndim == 1
+    metrics = read_metrics(repo)
+    for name, keys in METRIC_KEYS.items():
+        assert keys <= metrics[name].keys(), name
+    assert set(metrics["metrics/evaluate.json"]) == {"lstm"}
+    assert metrics["metrics/evaluate.json"]["lstm"].keys() >= EVALUATE_KEYS
+    assert metrics["metrics/lstm.json"]["val_nll_nats"] < np.log(
+        metrics["metrics/prepare.json"]["vocab_size"]
+    ), "the model must beat a uniform guess"
+
+    samples = [json.loads(line) for line in (repo / "samples/lstm.jsonl").read_text().splitlines()]
+    assert len(samples) == 3
+    assert {"model", "temperature", "top_k", "top_p", "seed", "prompt", "text"} <= samples[0].keys()
+    assert all(len(s["text"]) == 40 and s["prompt"] == "ROMEO." for s in samples)
+
+    assert "up to date" in run("dvc repro", repo).stdout  # nothing re-runs
+    assert "up to date" in run("dvc status", repo).stdout
+    shown = json.loads(run("dvc metrics show --json", repo).stdout)
+    assert "lstm.test_bpc" in json.dumps(shown) or "test_bpc" in json.dumps(shown)
+    plots = run("dvc plots show --json", repo).stdout
+    assert "LSTM loss" in plots
+
+    # Same params, same metrics: re-run every stage from scratch.
+    run("dvc repro --force", repo)
+    assert without_timings(read_metrics(repo)) == without_timings(metrics)
+
+    # The trained model generates from the command line.
+    gen = run(
+        f"{sys.executable} -m textgen generate --model models/lstm.keras "
+        "--prompt ROMEO. -n 2 --length 30 --seed 3",
+        repo,
+    )
+    assert gen.stdout.startswith("ROMEO.")
+
+    # An experiment with one parameter changed.
+    run("git add -A && git commit -qm trained", repo)
+    run("dvc exp run -S lstm.hidden=12", repo)
+    exps = json.dumps(json.loads(run("dvc exp show --json", repo).stdout))
+    assert '"hidden": 12' in exps and "val_nll_nats" in exps
+
+
+def _stage(repo: Path, stage: str):
+    return run(f"{sys.executable} stages/{stage}.py", repo, check=False)
+
+
+def _assert_one_line_failure(proc, *needles):
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1, proc.stderr
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    ("change", "needles"),
+    [
+        (lambda r, p: p["lstm"].update(hiden=3), ["params.yaml: lstm.hiden: unknown key"]),
+        (lambda r, p: p["data"].update(val_fraction=-0.1), ["data.val_fraction"]),
+        (lambda r, p: p["data"].update(corpus="data/raw/nothing"), ["data.corpus", "nothing"]),
+        (lambda r, p: p["data"].update(corpus="../outside.txt"), ["data.corpus", "outside"]),
+        (lambda r, p: (r / "data/raw/tiny/play.txt").write_text("  \n"), ["corpus is empty"]),
+        (
+            lambda r, p: (r / "data/raw/tiny/bad.txt").write_bytes(b"ok \xff"),
+            ["bad.txt", "not valid UTF-8", "byte offset 3"],
+        ),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, change, needles):
+    params = json.loads(json.dumps(TINY_PARAMS))
+    repo = make_repo(tmp_path / "repo")
+    (tmp_path / "outside.txt").write_text(make_play(50))
+    change(repo, params)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    _assert_one_line_failure(_stage(repo, "prepare"), *needles)
+    assert not (repo / "data/prepared").exists()
+    assert not (repo / "metrics").exists()
+
+
+def test_missing_inputs_of_later_stages(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    _assert_one_line_failure(_stage(repo, "sample"), "models/lstm.keras", "not found")
+    gen = run(f"{sys.executable} -m textgen generate --model nope.keras", repo, check=False)
+    _assert_one_line_failure(gen, "nope.keras")

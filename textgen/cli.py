@@ -1,0 +1,73 @@
+"""Command line: ``python -m textgen generate ...`` and ``python -m textgen fetch-corpus``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from textgen.errors import UserError, exit_on_user_error
+
+BUILTIN_DEST = Path("data/raw/shakespeare")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m textgen", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="sample text from a trained model")
+    gen.add_argument("--model", type=Path, default=Path("models/lstm.keras"))
+    gen.add_argument("--prompt", default="\n", help="text to continue (default: a new line)")
+    gen.add_argument("-n", "--num-samples", type=int, default=1)
+    gen.add_argument("--length", type=int, default=400, help="tokens to generate per sample")
+    gen.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    gen.add_argument("--top-k", type=int, default=0, help="0 = off")
+    gen.add_argument("--top-p", type=float, default=1.0, help="1 = off")
+    gen.add_argument("--seed", type=int, default=0)
+
+    fetch = sub.add_parser("fetch-corpus", help="download and unpack the built-in corpus")
+    fetch.add_argument("--dest", type=Path, default=BUILTIN_DEST)
+    fetch.add_argument(
+        "--params",
+        type=Path,
+        default=Path("params.yaml"),
+        help="fetch only if this file's data.corpus uses the built-in corpus",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    exit_on_user_error(lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> None:
+    if args.command == "fetch-corpus":
+        from textgen.config import load_params
+        from textgen.datasets import install_builtin
+
+        if args.params.is_file():
+            corpus = Path(load_params(args.params).data.corpus)
+            if not corpus.is_relative_to(args.dest):
+                print(f"data.corpus is {corpus}, not the built-in corpus: nothing to fetch")
+                return
+        dest = install_builtin(args.dest)
+        print(f"built-in corpus ready in {dest}")
+        return
+
+    from textgen.artifacts import load_model
+    from textgen.sampling import Decoding, generate_texts
+
+    try:
+        decoding = Decoding(args.temperature, args.top_k, args.top_p)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    if args.num_samples < 1 or args.length < 1:
+        raise UserError("--num-samples and --length must be positive")
+    model, vocab = load_model(args.model)
+    texts = generate_texts(
+        model, vocab, args.prompt, args.num_samples, args.length, decoding, args.seed
+    )
+    for i, text in enumerate(texts):
+        if i:
+            print("\n" + "-" * 40)
+        print(args.prompt + text)

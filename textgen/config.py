@@ -1,0 +1,111 @@
+"""Typed, validated ``params.yaml``: one section per stage, checked once with dotted key names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from textgen.errors import UserError
+
+PositiveInt = Annotated[int, Field(gt=0)]
+Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+
+
+class _Section(BaseModel):
+    # Unknown keys are typos until proven otherwise; frozen so stages cannot drift from the file.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(_Section):
+    corpus: str = "data/raw/shakespeare"
+    lowercase: bool = False
+    val_fraction: Fraction = 0.05
+    test_fraction: Fraction = 0.05
+
+    @model_validator(mode="after")
+    def _leaves_training_data(self) -> DataParams:
+        if self.val_fraction + self.test_fraction >= 0.5:
+            raise ValueError("val_fraction + test_fraction must be below 0.5")
+        return self
+
+
+class LSTMParams(_Section):
+    embedding_dim: PositiveInt = 64
+    hidden: PositiveInt = 256
+    layers: PositiveInt = 2
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    seq_len: PositiveInt = 128
+    batch_size: PositiveInt = 64
+    epochs: PositiveInt = 3
+    steps_per_epoch: PositiveInt | None = None
+    learning_rate: Annotated[float, Field(gt=0.0)] = 0.003
+    min_learning_rate_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
+    warmup_steps: Annotated[int, Field(ge=0)] = 100
+    clipnorm: Annotated[float, Field(gt=0.0)] = 1.0
+    patience: PositiveInt = 2
+    eval_batch_size: PositiveInt = 64
+
+
+class SampleParams(_Section):
+    num_samples: PositiveInt = 16
+    length: PositiveInt = 500
+    temperature: Annotated[float, Field(ge=0.0)] = 0.8
+    top_k: Annotated[int, Field(ge=0)] = 0
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    prompt: str = "\n"
+
+
+class EvaluateParams(_Section):
+    batch_size: PositiveInt = 64
+
+
+class Params(_Section):
+    seed: Annotated[int, Field(ge=0)] = 0
+    data: DataParams = DataParams()
+    lstm: LSTMParams = LSTMParams()
+    sample: SampleParams = SampleParams()
+    evaluate: EvaluateParams = EvaluateParams()
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate the whole params file; any mistake becomes a one-line UserError."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found (run from the project root)") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        detail = " ".join(str(err).split())
+        raise UserError(f"{path}: not valid YAML: {detail}") from None
+    return parse_params(raw if raw is not None else {}, source=str(path))
+
+
+def parse_params(raw: Any, source: str = "params.yaml") -> Params:
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise UserError(f"{source}: {_first_problem(err)}") from None
+
+
+def _first_problem(err: ValidationError) -> str:
+    problem = err.errors()[0]
+    key = ".".join(str(part) for part in problem["loc"])
+    if problem["type"] == "extra_forbidden":
+        parent = _section_at(problem["loc"][:-1])
+        known = ", ".join(parent.model_fields)
+        return f"{key}: unknown key (expected one of: {known})"
+    message = problem["msg"].removeprefix("Value error, ")
+    where = f"{key}: " if key else ""
+    return f"{where}{message} (value: {problem['input']!r})"
+
+
+def _section_at(loc: tuple[Any, ...]) -> type[BaseModel]:
+    model: type[BaseModel] = Params
+    for part in loc:
+        model = model.model_fields[str(part)].annotation  # type: ignore[assignment]
+    return model

@@ -1,0 +1,202 @@
+"""The LSTM language model: architecture, input pipeline, training, stateful forward."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from textgen.backend import keras, tf
+from textgen.config import LSTMParams
+
+
+def build_model(vocab_size: int, p: LSTMParams) -> keras.Model:
+    """Embedding -> stacked LSTM -> Dense logits, a next-token prediction at every position.
+
+    Each LSTM returns its state too, so the same layers serve stateful evaluation and sampling
+    (see ``forward``). Dropout sits between layers, not on recurrent connections (Zaremba et al.).
+    """
+    tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(vocab_size, p.embedding_dim, name="embedding")(tokens)
+    for i in range(p.layers):
+        x = keras.layers.Dropout(p.dropout, name=f"dropout_{i}")(x)
+        x, _, _ = keras.layers.LSTM(
+            p.hidden, return_sequences=True, return_state=True, name=f"lstm_{i}"
+        )(x)
+    x = keras.layers.Dropout(p.dropout, name=f"dropout_{p.layers}")(x)
+    logits = keras.layers.Dense(vocab_size, name="logits")(x)
+    return keras.Model(tokens, logits, name="lstm_lm")
+
+
+def lstm_layers(model: keras.Model) -> list[keras.layers.LSTM]:
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
+
+
+def zero_state(model: keras.Model, batch: int) -> list[tuple[tf.Tensor, tf.Tensor]]:
+    """All-zero (h, c) for every LSTM layer."""
+    return [
+        (tf.zeros([batch, layer.units]), tf.zeros([batch, layer.units]))
+        for layer in lstm_layers(model)
+    ]
+
+
+def forward(model: keras.Model, tokens: tf.Tensor, state: list) -> tuple[tf.Tensor, list]:
+    """Inference over ``tokens`` [batch, time] from ``state``; returns logits and the new state.
+
+    Carrying the state lets evaluation read a long text window by window with full context,
+    and lets the sampler feed one token per step.
+    """
+    x = model.get_layer("embedding")(tokens)
+    new_state = []
+    for layer, (h, c) in zip(lstm_layers(model), state, strict=True):
+        x, h, c = layer(x, initial_state=[h, c], training=False)
+        new_state.append((h, c))
+    return model.get_layer("logits")(x), new_state
+
+
+def window_dataset(
+    tokens: np.ndarray, seq_len: int, batch_size: int, seed: int
+) -> tuple[tf.data.Dataset, int]:
+    """Endless (input, target) batches: per epoch, a fresh random offset and shuffled windows.
+
+    Returns the dataset and the number of batches in one pass over the tokens. Targets are the
+    inputs shifted by one, so the loss covers every position of every window.
+    """
+    data = tf.constant(tokens, dtype=tf.int32)
+    n_windows = (len(tokens) - 1 - seq_len) // seq_len  # leaves room for any offset < seq_len
+    if n_windows < batch_size:
+        raise ValueError(
+            f"{len(tokens)} training tokens make {max(n_windows, 0)} windows of {seq_len}, "
+            f"fewer than one batch of {batch_size}"
+        )
+    steps = n_windows // batch_size
+
+    def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
+        key = tf.stack([tf.constant(seed, tf.int64), epoch])
+        offset = tf.random.stateless_uniform([], key, 0, seq_len, dtype=tf.int64)
+        order = tf.random.experimental.stateless_shuffle(tf.range(n_windows, dtype=tf.int64), key)
+        return tf.data.Dataset.from_tensor_slices(offset + order * seq_len)
+
+    def to_batch(starts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        idx = starts[:, None] + tf.range(seq_len + 1, dtype=tf.int64)[None, :]
+        windows = tf.gather(data, idx)
+        return windows[:, :-1], windows[:, 1:]
+
+    ds = (
+        tf.data.Dataset.range(2**31)
+        .flat_map(one_epoch)
+        .batch(batch_size, drop_remainder=True)
+        .map(to_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    return ds, steps
+
+
+def eval_dataset(tokens: np.ndarray, seq_len: int, batch_size: int) -> tf.data.Dataset:
+    """Non-overlapping windows in order: a cheap per-epoch validation loss for early stopping."""
+    n = (len(tokens) - 1) // seq_len
+    if n == 0:
+        raise ValueError(f"{len(tokens)} validation tokens make no window of {seq_len}")
+    x = tokens[: n * seq_len].reshape(n, seq_len)
+    y = tokens[1 : n * seq_len + 1].reshape(n, seq_len)
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+
+
+@dataclass
+class TrainResult:
+    epochs: int
+    steps: int
+    seconds: float
+    tokens_per_s: float
+    history: dict
+
+
+def train(
+    model: keras.Model,
+    train_tokens: np.ndarray,
+    val_tokens: np.ndarray,
+    p: LSTMParams,
+    seed: int,
+    callbacks: list[keras.callbacks.Callback] = (),
+    verbose: int | str = "auto",
+) -> TrainResult:
+    """Teacher-forced training with Adam, warm-up + cosine decay, clipping, early stopping."""
+    ds, pass_steps = window_dataset(train_tokens, p.seq_len, p.batch_size, seed)
+    steps_per_epoch = min(p.steps_per_epoch or pass_steps, pass_steps)
+    total = steps_per_epoch * p.epochs
+    warmup = min(p.warmup_steps, total // 2)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=p.learning_rate * (0.1 if warmup else 1.0),
+        decay_steps=max(total - warmup, 1),
+        alpha=p.min_learning_rate_ratio,
+        warmup_target=p.learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule, global_clipnorm=p.clipnorm),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=p.patience, restore_best_weights=True, verbose=1
+    )
+    val = eval_dataset(val_tokens, p.seq_len, p.eval_batch_size)
+    start = time.perf_counter()
+    hist = model.fit(
+        ds,
+        epochs=p.epochs,
+        steps_per_epoch=steps_per_epoch,
+        validation_data=val,
+        callbacks=[stop, *callbacks],
+        shuffle=False,  # the dataset shuffles windows itself, reproducibly
+        verbose=verbose,
+    )
+    seconds = time.perf_counter() - start
+    epochs = len(hist.history["loss"])
+    steps = epochs * steps_per_epoch
+    return TrainResult(
+        epochs=epochs,
+        steps=steps,
+        seconds=seconds,
+        tokens_per_s=steps * p.batch_size * p.seq_len / seconds,
+        history=hist.history,
+    )
+
+
+def stream_nll(model: keras.Model, tokens: np.ndarray, batch_size: int, window: int = 256) -> float:
+    """Mean next-token NLL (nats) over a whole token stream, every token after the first scored.
+
+    The stream is cut into ``batch_size`` contiguous rows read window by window with the LSTM
+    state carried over, so each prediction sees all the text before it in its row (no
+    context resets at window edges, unlike the per-window validation loss).
+    """
+    n = len(tokens) - 1
+    if n < 1:
+        raise ValueError("need at least two tokens to score")
+    rows = min(batch_size, n)
+    row_len = math.ceil(n / rows)
+    pad = rows * row_len - n
+    x = np.concatenate([tokens[:-1], np.zeros(pad, np.int32)]).reshape(rows, row_len)
+    y = np.concatenate([tokens[1:], np.zeros(pad, np.int32)]).reshape(rows, row_len)
+    weight = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)]).reshape(
+        rows, row_len
+    )
+    step = _nll_step(model)
+    state = zero_state(model, rows)
+    total = 0.0
+    for t in range(0, row_len, window):
+        cols = slice(t, t + window)
+        nll, state = step(x[:, cols], y[:, cols], weight[:, cols], state)
+        total += float(nll)
+    return total / n
+
+
+def _nll_step(model: keras.Model):
+    @tf.function(reduce_retracing=True)
+    def step(x, y, w, state):
+        logits, state = forward(model, x, state)
+        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+        return tf.reduce_sum(nll * w), state
+
+    return step
