@@ -2,6 +2,8 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+# dvc.yaml runs `python stages/...`: that must be the environment's python.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: run test setup corpus lint bench clean
 
