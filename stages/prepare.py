@@ -21,13 +21,16 @@ def main() -> None:
             f"data.corpus: {outside[0]} is outside {RAW}/, the folder dvc.yaml declares as this "
             f"stage's input; copy or symlink your text under {RAW}/"
         )
-    text = read_corpus(files, lowercase=p.lowercase)
-    corpus = prepare_corpus(text, p.val_fraction, p.test_fraction, p.lowercase)
+    docs = read_corpus(files, lowercase=p.lowercase)
+    corpus = prepare_corpus(
+        docs, p.val_fraction, p.test_fraction, p.lowercase, per_file=p.split == "per_file"
+    )
     metrics = corpus.metrics()
     stats = {
         **metrics,
         "files": [str(f) for f in files],
-        "characters": len(text),
+        "characters": sum(len(d) for d in docs),
+        "split": p.split,
         "lowercase": p.lowercase,
     }
     with atomic_dir(OUT) as tmp:

@@ -58,3 +58,8 @@ def test_bad_yaml_and_missing_file(tmp_path):
     bad.write_text("- a list\n")
     with pytest.raises(UserError, match="expected a mapping"):
         load_params(bad)
+
+
+def test_code_defaults_match_the_shipped_params_file():
+    # One source of truth for a user reading either: params.yaml spells out every default.
+    assert load_params(ROOT / "params.yaml") == Params()

@@ -10,7 +10,7 @@ from textgen.corpus import (
     prepare_corpus,
     read_corpus,
     read_text,
-    split_text,
+    split_corpus,
     unk_rate,
 )
 from textgen.errors import UserError
@@ -59,20 +59,35 @@ def test_normalisation_nfc_bom_and_newlines(tmp_path):
 def test_read_corpus_joins_files_and_rejects_empty(tmp_path):
     (tmp_path / "a.txt").write_text("one")
     (tmp_path / "b.txt").write_text("two\n")
-    assert read_corpus([tmp_path / "a.txt", tmp_path / "b.txt"]) == "one\ntwo\n"
-    assert read_corpus([tmp_path / "a.txt"], lowercase=True) == "one\n"
+    assert read_corpus([tmp_path / "a.txt", tmp_path / "b.txt"]) == ["one\n", "two\n"]
+    (tmp_path / "c.txt").write_text("ROMEO")
+    assert read_corpus([tmp_path / "c.txt"], lowercase=True) == ["romeo\n"]
     (tmp_path / "blank.txt").write_text(" \n\n")
     with pytest.raises(UserError, match="the corpus is empty"):
         read_corpus([tmp_path / "blank.txt"])
 
 
-def test_split_is_contiguous_and_complete(play_text):
-    train, val, test = split_text(play_text, 0.1, 0.05)
+def test_whole_split_is_contiguous_and_complete(play_text):
+    docs = [play_text[:1000], play_text[1000:]]
+    train, val, test = split_corpus(docs, 0.1, 0.05, per_file=False)
     assert train + val + test == play_text
     assert len(val) == int(len(play_text) * 0.1)
     assert len(test) == int(len(play_text) * 0.05)
+
+
+def test_per_file_split_holds_out_the_end_of_every_file():
+    docs = ["a" * 80 + "b" * 10 + "c" * 10, "d" * 160 + "e" * 20 + "f" * 20]
+    train, val, test = split_corpus(docs, 0.1, 0.1, per_file=True)
+    assert train == "a" * 80 + "d" * 160
+    assert val == "b" * 10 + "e" * 20
+    assert test == "c" * 10 + "f" * 20
+
+
+def test_split_refuses_too_little_text():
     with pytest.raises(UserError, match="too few to split"):
-        split_text("abc", 0.1, 0.1)
+        split_corpus(["abc"], 0.1, 0.1)
+    with pytest.raises(UserError, match="too few to split"):
+        split_corpus(["abcdefghijklmno"], 0.1, 0.1, per_file=True)  # 1 held-out char
 
 
 def test_vocabulary_round_trip_and_unknowns():
@@ -105,7 +120,7 @@ def test_lowercase_vocabulary_folds_input():
 
 def test_prepare_builds_vocabulary_from_train_only():
     text = "a" * 80 + "b" * 10 + "c" * 10  # 'b' only in val, 'c' only in test
-    corpus = prepare_corpus(text, 0.1, 0.1)
+    corpus = prepare_corpus([text], 0.1, 0.1)
     assert corpus.vocab.tokens[1:] == ("a",)
     metrics = corpus.metrics()
     assert metrics["train_tokens"] == 80
@@ -115,6 +130,6 @@ def test_prepare_builds_vocabulary_from_train_only():
 
 
 def test_prepare_korean(tmp_path):
-    corpus = prepare_corpus(KOREAN * 20, 0.1, 0.1)
+    corpus = prepare_corpus([KOREAN * 20], 0.1, 0.1)
     assert corpus.metrics()["unk_rate_val"] == 0.0
     assert corpus.vocab.decode(corpus.train[:5]) == KOREAN[:5]

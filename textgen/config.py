@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -22,6 +22,7 @@ class _Section(BaseModel):
 class DataParams(_Section):
     corpus: str = "data/raw/shakespeare"
     lowercase: bool = False
+    split: Literal["per_file", "whole"] = "per_file"
     val_fraction: Fraction = 0.05
     test_fraction: Fraction = 0.05
 
@@ -34,14 +35,14 @@ class DataParams(_Section):
 
 class LSTMParams(_Section):
     embedding_dim: PositiveInt = 64
-    hidden: PositiveInt = 256
+    hidden: PositiveInt = 192
     layers: PositiveInt = 2
-    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     seq_len: PositiveInt = 128
     batch_size: PositiveInt = 64
-    epochs: PositiveInt = 3
+    epochs: PositiveInt = 4
     steps_per_epoch: PositiveInt | None = None
-    learning_rate: Annotated[float, Field(gt=0.0)] = 0.003
+    learning_rate: Annotated[float, Field(gt=0.0)] = 0.005
     min_learning_rate_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
     warmup_steps: Annotated[int, Field(ge=0)] = 100
     clipnorm: Annotated[float, Field(gt=0.0)] = 1.0
@@ -63,7 +64,7 @@ class EvaluateParams(_Section):
 
 
 class Params(_Section):
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Annotated[int, Field(ge=0)] = 1234
     data: DataParams = DataParams()
     lstm: LSTMParams = LSTMParams()
     sample: SampleParams = SampleParams()

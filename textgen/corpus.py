@@ -55,35 +55,54 @@ def read_text(path: Path) -> str:
     return unicodedata.normalize("NFC", text)
 
 
-def read_corpus(files: list[Path], lowercase: bool = False) -> str:
-    """All files joined in order, each ending in a newline; empty text is a user error."""
-    parts = []
+def read_corpus(files: list[Path], lowercase: bool = False) -> list[str]:
+    """The text of each file, in order, each ending in a newline; no text at all is an error."""
+    docs = []
     for path in files:
         text = read_text(path)
+        if lowercase:
+            # Lower-casing can produce decomposed sequences (e.g. 'İ'); re-normalise.
+            text = unicodedata.normalize("NFC", text.lower())
         if text and not text.endswith("\n"):
             text += "\n"
-        parts.append(text)
-    corpus = "".join(parts)
-    if lowercase:
-        # Lower-casing can produce decomposed sequences (e.g. 'İ'); re-normalise.
-        corpus = unicodedata.normalize("NFC", corpus.lower())
-    if not corpus.strip():
+        docs.append(text)
+    if not any(doc.strip() for doc in docs):
         names = ", ".join(str(p) for p in files[:3]) + (" ..." if len(files) > 3 else "")
         raise UserError(f"data.corpus: the corpus is empty ({names})")
-    return corpus
+    return docs
 
 
 def split_text(text: str, val_fraction: float, test_fraction: float) -> tuple[str, str, str]:
-    """Contiguous train / val / test split, in that order, so held-out text is never interleaved."""
+    """Contiguous train / val / test pieces of one text, in that order."""
     n = len(text)
     n_val, n_test = int(n * val_fraction), int(n * test_fraction)
     n_train = n - n_val - n_test
-    if min(n_train, n_val, n_test) < 2:
-        raise UserError(
-            f"data.corpus: the corpus has {n} characters, too few to split into train/val/test "
-            f"with data.val_fraction={val_fraction} and data.test_fraction={test_fraction}"
-        )
     return text[:n_train], text[n_train : n_train + n_val], text[n_train + n_val :]
+
+
+def split_corpus(
+    docs: list[str], val_fraction: float, test_fraction: float, per_file: bool = True
+) -> tuple[str, str, str]:
+    """Contiguous train / val / test split, so held-out text is never interleaved with training.
+
+    ``per_file``: each file gives its own last stretches to val and test (every document is
+    represented in every split); otherwise the joined text is cut once (the last files are
+    held out whole, which measures transfer to unseen documents).
+    """
+    pieces = (
+        [split_text(d, val_fraction, test_fraction) for d in docs]
+        if per_file
+        else [split_text("".join(docs), val_fraction, test_fraction)]
+    )
+    train, val, test = ("".join(part) for part in zip(*pieces, strict=True))
+    if min(len(train), len(val), len(test)) < 2:
+        total = sum(len(d) for d in docs)
+        raise UserError(
+            f"data.corpus: the corpus has {total} characters, too few to split into "
+            f"train/val/test with data.val_fraction={val_fraction} and "
+            f"data.test_fraction={test_fraction}"
+        )
+    return train, val, test
 
 
 @dataclass(frozen=True)
@@ -177,9 +196,13 @@ class PreparedCorpus:
 
 
 def prepare_corpus(
-    text: str, val_fraction: float, test_fraction: float, lowercase: bool = False
+    docs: list[str],
+    val_fraction: float,
+    test_fraction: float,
+    lowercase: bool = False,
+    per_file: bool = True,
 ) -> PreparedCorpus:
     """Split, build the vocabulary from the training split only, and encode all three splits."""
-    train, val, test = split_text(text, val_fraction, test_fraction)
+    train, val, test = split_corpus(docs, val_fraction, test_fraction, per_file)
     vocab = Vocabulary.from_text(train, lowercase=lowercase)
     return PreparedCorpus(vocab, vocab.encode(train), vocab.encode(val), vocab.encode(test))
