@@ -9,7 +9,7 @@ from textgen.lstm import stream_nll
 from textgen.metrics import distinct_n, likelihood_metrics
 from textgen.seeding import seed_everything
 
-MODELS = {"lstm": "models/lstm.keras"}
+MODELS = {"lstm": "models/lstm.keras", "gan": "models/gan/generator.keras"}
 TEST = Path("data/prepared/test.npy")
 
 

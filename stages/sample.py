@@ -1,4 +1,4 @@
-"""sample: models/lstm.keras -> samples/lstm.jsonl, one JSON object per sample."""
+"""sample: each model (LSTM, GAN generator) -> samples/<model>.jsonl, one JSON object per sample."""
 
 from textgen.artifacts import load_model, write_jsonl
 from textgen.config import load_params
@@ -6,7 +6,7 @@ from textgen.errors import exit_on_user_error
 from textgen.sampling import Decoding, generate_texts
 from textgen.seeding import seed_everything
 
-MODELS = {"lstm": "models/lstm.keras"}
+MODELS = {"lstm": "models/lstm.keras", "gan": "models/gan/generator.keras"}
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from textgen.errors import UserError, exit_on_user_error
 from textgen.lstm import build_model, stream_nll, train
 from textgen.metrics import likelihood_metrics
 from textgen.seeding import seed_everything
+from textgen.tracking import open_live
 
 DATA = Path("data/prepared")
 
@@ -20,19 +21,11 @@ def main() -> None:
     vocab = Vocabulary.load(DATA / "vocab.json")
     train_ids, val_ids = load_tokens(DATA / "train.npy"), load_tokens(DATA / "val.npy")
 
-    from dvclive import Live  # imported after textgen, which quiets TensorFlow's start-up logs
-    from dvclive.keras import DVCLiveCallback
-    from scmrepo.exceptions import SCMError
+    from dvclive.keras import DVCLiveCallback  # after textgen, which quiets TF start-up logs
 
     model = build_model(len(vocab), p)
     print(f"LSTM language model: {model.count_params():,} parameters, vocabulary {len(vocab)}")
-    try:
-        live = Live("dvclive/train_lstm", dvcyaml=False, save_dvc_exp=False, report=None)
-    except SCMError:  # dvclive 3.49 reads HEAD even when told not to save an experiment
-        raise UserError(
-            "dvclive needs a git repository with at least one commit: "
-            "run `git add -A && git commit -m init` first"
-        ) from None
+    live = open_live("dvclive/train_lstm")
     try:
         result = train(model, train_ids, val_ids, p, params.seed, [DVCLiveCallback(live=live)])
     except ValueError as err:  # data too small for the window/batch settings

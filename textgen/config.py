@@ -50,6 +50,38 @@ class LSTMParams(_Section):
     eval_batch_size: PositiveInt = 64
 
 
+class GANParams(_Section):
+    algorithm: Literal["gumbel", "reinforce"] = "gumbel"
+    loss: Literal["rsgan", "standard"] = "rsgan"
+    discriminator: Literal["cnn", "lstm"] = "cnn"
+    seq_len: PositiveInt = 48
+    batch_size: PositiveInt = 32
+    steps: PositiveInt = 300
+    d_pretrain_steps: Annotated[int, Field(ge=0)] = 100
+    d_steps: PositiveInt = 1
+    g_learning_rate: Annotated[float, Field(gt=0.0)] = 1e-4
+    d_learning_rate: Annotated[float, Field(gt=0.0)] = 1e-4
+    clipnorm: Annotated[float, Field(gt=0.0)] = 5.0
+    mle_weight: Annotated[float, Field(ge=0.0)] = 0.0
+    beta_max: Annotated[float, Field(ge=1.0)] = 100.0
+    beta_schedule: Literal["exp", "linear", "constant"] = "exp"
+    baseline_decay: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
+    d_embedding_dim: PositiveInt = 64
+    d_filters: PositiveInt = 64
+    d_filter_widths: Annotated[list[PositiveInt], Field(min_length=1)] = [2, 3, 4, 5]
+    d_hidden: PositiveInt = 64
+    d_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.25
+    log_every: PositiveInt = 25
+    eval_samples: PositiveInt = 64
+    eval_val_tokens: PositiveInt = 20000
+
+    @model_validator(mode="after")
+    def _convolutions_fit(self) -> GANParams:
+        if self.discriminator == "cnn" and max(self.d_filter_widths) > self.seq_len:
+            raise ValueError("every d_filter_widths entry must be at most seq_len")
+        return self
+
+
 class SampleParams(_Section):
     num_samples: PositiveInt = 16
     length: PositiveInt = 500
@@ -67,6 +99,7 @@ class Params(_Section):
     seed: Annotated[int, Field(ge=0)] = 1234
     data: DataParams = DataParams()
     lstm: LSTMParams = LSTMParams()
+    gan: GANParams = GANParams()
     sample: SampleParams = SampleParams()
     evaluate: EvaluateParams = EvaluateParams()
 

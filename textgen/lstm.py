@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -182,7 +183,7 @@ def stream_nll(model: keras.Model, tokens: np.ndarray, batch_size: int, window: 
     weight = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)]).reshape(
         rows, row_len
     )
-    step = _nll_step(model)
+    step = _nll_steps.get(model) or _nll_steps.setdefault(model, _nll_step(model))
     state = zero_state(model, rows)
     total = 0.0
     for t in range(0, row_len, window):
@@ -190,6 +191,9 @@ def stream_nll(model: keras.Model, tokens: np.ndarray, batch_size: int, window: 
         nll, state = step(x[:, cols], y[:, cols], weight[:, cols], state)
         total += float(nll)
     return total / n
+
+
+_nll_steps: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # one compiled step per model
 
 
 def _nll_step(model: keras.Model):

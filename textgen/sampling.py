@@ -86,8 +86,14 @@ class Sampler:
             raise ValueError("the prompt must be a non-empty 1-D sequence of token ids")
         if num_samples < 1 or length < 1:
             raise ValueError("num_samples and length must be positive")
+        return self.generate_batch(np.tile(prompt, (num_samples, 1)), length, decoding, seed)
+
+    def generate_batch(
+        self, prompts: np.ndarray, length: int, decoding: Decoding = Decoding(), seed: int = 0
+    ) -> np.ndarray:
+        """Token ids [batch, length] continuing each row of ``prompts`` [batch, prompt_len]."""
         out = self._generate(
-            tf.constant(np.tile(prompt, (num_samples, 1))),
+            tf.constant(prompts, tf.int32),
             tf.constant(length, tf.int32),
             tf.constant(decoding.temperature, tf.float32),
             tf.constant(decoding.top_k, tf.int32),
@@ -97,18 +103,26 @@ class Sampler:
         return out.numpy()
 
     def _loop(self, prompt, length, temperature, top_k, top_p, seed):
-        batch = tf.shape(prompt)[0]
-        state = zero_state(self.model, batch)
-        logits, state = forward(self.model, prompt, state)
+        return sample_ids(self.model, prompt, length, temperature, top_k, top_p, seed)
+
+
+def sample_ids(model, prompt, length, temperature, top_k, top_p, seed) -> tf.Tensor:
+    """Graph-level sampling loop: [batch, prompt_len] prompts -> [batch, length] token ids.
+
+    Usable inside other compiled functions (the GAN's training steps sample with it too).
+    """
+    batch = tf.shape(prompt)[0]
+    state = zero_state(model, batch)
+    logits, state = forward(model, prompt, state)
+    last = logits[:, -1, :]
+    tokens = tf.TensorArray(tf.int32, size=length)
+    for t in tf.range(length):
+        step_seed = tf.stack([seed, tf.cast(t, tf.int64)])
+        token = choose_tokens(last, temperature, top_k, top_p, step_seed)
+        tokens = tokens.write(t, token)
+        logits, state = forward(model, token[:, None], state)
         last = logits[:, -1, :]
-        tokens = tf.TensorArray(tf.int32, size=length)
-        for t in tf.range(length):
-            step_seed = tf.stack([seed, tf.cast(t, tf.int64)])
-            token = choose_tokens(last, temperature, top_k, top_p, step_seed)
-            tokens = tokens.write(t, token)
-            logits, state = forward(self.model, token[:, None], state)
-            last = logits[:, -1, :]
-        return tf.transpose(tokens.stack())
+    return tf.transpose(tokens.stack())
 
 
 def generate_texts(

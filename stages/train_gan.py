@@ -1,0 +1,66 @@
+"""train_gan: the LSTM + data/prepared/ -> models/gan/ (generator, discriminator), metrics."""
+
+from pathlib import Path
+
+from textgen.artifacts import atomic_path, load_model, load_tokens, save_model, write_json
+from textgen.config import load_params
+from textgen.errors import UserError, exit_on_user_error
+from textgen.gan import GANTrainer, build_discriminator, copy_model
+from textgen.seeding import seed_everything
+from textgen.tracking import open_live
+
+DATA = Path("data/prepared")
+OUT = Path("models/gan")
+
+
+def main() -> None:
+    params = load_params()
+    p = params.gan
+    seed_everything(params.seed)
+    lm, vocab = load_model("models/lstm.keras")
+    train_ids, val_ids = load_tokens(DATA / "train.npy"), load_tokens(DATA / "val.npy")
+    if len(val_ids) < p.seq_len + 2:
+        raise UserError(f"gan.seq_len: {p.seq_len} is longer than the validation split")
+
+    live = open_live("dvclive/train_gan")
+
+    generator = copy_model(lm)  # MLE warm start; `lm` stays frozen as the judge of quality
+    discriminator = build_discriminator(len(vocab), p)
+    print(
+        f"text GAN ({p.algorithm}, {p.loss}, {p.discriminator} discriminator with "
+        f"{discriminator.count_params():,} parameters): {p.d_pretrain_steps} discriminator "
+        f"pre-training steps, then {p.steps} generator steps"
+    )
+
+    def log(step: int, metrics: dict) -> None:
+        for name, value in metrics.items():
+            live.log_metric(name, value, plot=True)
+        live.next_step()
+        print(
+            f"step {step:5d}  D loss {metrics['d_loss']:.3f}  acc real/fake "
+            f"{metrics['d_accuracy_real']:.2f}/{metrics['d_accuracy_fake']:.2f}  G loss "
+            f"{metrics['g_loss']:.3f}  beta {metrics['beta']:.1f}  val NLL "
+            f"{metrics['val_nll_nats']:.3f}  sample LM NLL {metrics['sample_lm_nll_nats']:.3f}  "
+            f"distinct-2 {metrics['distinct_2']:.3f}",
+            flush=True,
+        )
+
+    trainer = GANTrainer(generator, discriminator, lm, p, params.seed)
+    try:
+        result = trainer.train(train_ids, val_ids, vocab.decode, log)
+    except ValueError as err:  # data too small for the window/batch settings
+        raise UserError(f"gan: {err}; lower gan.seq_len or gan.batch_size") from None
+    live.end()
+
+    save_model(generator, vocab, OUT / "generator.keras")
+    with atomic_path(OUT / "discriminator.keras") as tmp:
+        discriminator.save(tmp)
+    final = {k: v for k, v in result.final.items() if k not in {"d_loss", "g_loss", "beta"}}
+    write_json(
+        "metrics/gan.json",
+        {**final, "steps": result.steps, "train_seconds": round(result.seconds, 1)},
+    )
+
+
+if __name__ == "__main__":
+    exit_on_user_error(main)
