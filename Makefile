@@ -32,6 +32,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/sampler.py
+	$(BIN)/python bench/gan_step.py
 
 clean:
 	rm -rf $(VENV)

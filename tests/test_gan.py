@@ -138,7 +138,12 @@ def test_generator_steps_raise_a_frozen_discriminators_score(lm, corpus, algorit
     trainer = GANTrainer(copy_model(lm), build_discriminator(len(vocab), p), lm, p, seed=2)
     for step in range(40):  # teach D first, then freeze it
         x = _windows(train_ids, 16, 16, step)
-        trainer.d_step(tf.constant(x[:, :1]), tf.constant(x[:, 1:]), tf.constant(step, tf.int64))
+        trainer.d_step(
+            tf.constant(x[:, :1]),
+            tf.constant(x[:, 1:]),
+            tf.constant(5.0),
+            tf.constant(step, tf.int64),
+        )
     before = _mean_score(trainer, val_ids, 7)
     for step in range(15):
         x = _windows(train_ids, 16, 16, 100 + step)

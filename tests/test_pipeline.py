@@ -31,6 +31,17 @@ TINY_PARAMS = {
         "warmup_steps": 0,
         "eval_batch_size": 8,
     },
+    "gan": {
+        "seq_len": 16,
+        "batch_size": 8,
+        "steps": 4,
+        "d_pretrain_steps": 2,
+        "log_every": 2,
+        "d_filters": 8,
+        "d_filter_widths": [2, 3],
+        "eval_samples": 8,
+        "eval_val_tokens": 300,
+    },
     "sample": {"num_samples": 3, "length": 40, "prompt": "ROMEO."},
     "evaluate": {"batch_size": 8},
 }
@@ -51,6 +62,15 @@ METRIC_KEYS = {
         "train_seconds",
         "train_tokens_per_s",
         "parameters",
+    },
+    "metrics/gan.json": {
+        "d_accuracy_real",
+        "d_accuracy_fake",
+        "val_nll_nats",
+        "sample_lm_nll_nats",
+        "distinct_2",
+        "steps",
+        "train_seconds",
     },
 }
 EVALUATE_KEYS = {
@@ -114,8 +134,14 @@ def test_dvc_pipeline_end_to_end(tmp_path):
         "models/lstm.keras",
         "models/lstm.vocab.json",
         "samples/lstm.jsonl",
+        "models/gan/generator.keras",
+        "models/gan/generator.vocab.json",
+        "models/gan/discriminator.keras",
+        "samples/gan.jsonl",
         "dvclive/train_lstm/plots/metrics/train/loss.tsv",
         "dvclive/train_lstm/plots/metrics/eval/loss.tsv",
+        "dvclive/train_gan/plots/metrics/d_accuracy_real.tsv",
+        "dvclive/train_gan/plots/metrics/sample_lm_nll_nats.tsv",
     ]:
         assert (repo / out).is_file(), out
     train = np.load(repo / "data/prepared/train.npy", allow_pickle=False)
@@ -123,16 +149,22 @@ def test_dvc_pipeline_end_to_end(tmp_path):
     metrics = read_metrics(repo)
     for name, keys in METRIC_KEYS.items():
         assert keys <= metrics[name].keys(), name
-    assert set(metrics["metrics/evaluate.json"]) == {"lstm"}
-    assert metrics["metrics/evaluate.json"]["lstm"].keys() >= EVALUATE_KEYS
+    assert set(metrics["metrics/evaluate.json"]) == {"lstm", "gan"}
+    for model in ["lstm", "gan"]:
+        assert metrics["metrics/evaluate.json"][model].keys() >= EVALUATE_KEYS
     assert metrics["metrics/lstm.json"]["val_nll_nats"] < np.log(
         metrics["metrics/prepare.json"]["vocab_size"]
     ), "the model must beat a uniform guess"
 
-    samples = [json.loads(line) for line in (repo / "samples/lstm.jsonl").read_text().splitlines()]
-    assert len(samples) == 3
-    assert {"model", "temperature", "top_k", "top_p", "seed", "prompt", "text"} <= samples[0].keys()
-    assert all(len(s["text"]) == 40 and s["prompt"] == "ROMEO." for s in samples)
+    for model in ["lstm", "gan"]:
+        lines = (repo / f"samples/{model}.jsonl").read_text().splitlines()
+        samples = [json.loads(line) for line in lines]
+        assert len(samples) == 3
+        assert {"model", "temperature", "top_k", "top_p", "seed", "prompt", "text"} <= samples[
+            0
+        ].keys()
+        assert all(s["model"] == model for s in samples)
+        assert all(len(s["text"]) == 40 and s["prompt"] == "ROMEO." for s in samples)
 
     assert "up to date" in run("dvc repro", repo).stdout  # nothing re-runs
     assert "up to date" in run("dvc status", repo).stdout

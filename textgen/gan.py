@@ -189,12 +189,17 @@ class GANTrainer:
         )
 
     # -- compiled steps ------------------------------------------------------------------
-    def _fakes(self, first, seed):
+    def _fakes(self, first, beta, seed):
+        """What D is trained to reject: the relaxed samples G is trained through (as RelGAN
+        does, so D never meets an input kind it was not trained on), or plain samples."""
+        if self.p.algorithm == "gumbel":
+            soft, _ = gumbel_rollout(self.gen, first, self.p.seq_len, beta, seed)
+            return tf.stop_gradient(soft)
         ids = sample_ids(self.gen, first, self.p.seq_len, 1.0, 0, 1.0, seed)
         return tf.one_hot(ids, self.vocab_size)
 
-    def _d_step(self, first, real_ids, seed):
-        fake = self._fakes(first, seed)
+    def _d_step(self, first, real_ids, beta, seed):
+        fake = self._fakes(first, beta, seed)
         real = tf.one_hot(real_ids, self.vocab_size)
         with tf.GradientTape() as tape:
             loss = d_loss(
@@ -281,17 +286,18 @@ class GANTrainer:
 
         for _ in range(p.d_pretrain_steps):
             x, y = next(batches)
-            self.d_step(x[:, :1], y, next_seed())
+            self.d_step(x[:, :1], y, tf.constant(1.0), next_seed())
         history = []
         first_distinct = None
         d_loss_value = g_loss_value = float("nan")
         for step in range(p.steps):
             beta = beta_at(step, p)
+            beta_t = tf.constant(beta, tf.float32)
             for _ in range(p.d_steps):
                 x, y = next(batches)
-                d_loss_value = float(self.d_step(x[:, :1], y, next_seed()))
+                d_loss_value = float(self.d_step(x[:, :1], y, beta_t, next_seed()))
             x, y = next(batches)
-            g_loss_value = float(self.g_step(x, y, tf.constant(beta, tf.float32), next_seed()))
+            g_loss_value = float(self.g_step(x, y, beta_t, next_seed()))
             if (step + 1) % p.log_every == 0 or step + 1 == p.steps:
                 metrics = {
                     "d_loss": d_loss_value,
