@@ -1,5 +1,6 @@
 """train_gan: the LSTM + data/prepared/ -> models/gan/ (generator, discriminator), metrics."""
 
+import math
 from pathlib import Path
 
 from textgen.artifacts import atomic_path, load_model, load_tokens, save_model, write_json
@@ -33,8 +34,11 @@ def main() -> None:
     )
 
     def log(step: int, metrics: dict) -> None:
+        # dvclive's step counts points; the x axis must be the generator step itself.
+        live.step = step
         for name, value in metrics.items():
-            live.log_metric(name, value, plot=True)
+            if math.isfinite(value):  # no D/G loss yet at the warm start (step 0)
+                live.log_metric(name, value, plot=True)
         live.next_step()
         print(
             f"step {step:5d}  D loss {metrics['d_loss']:.3f}  acc real/fake "
@@ -55,7 +59,7 @@ def main() -> None:
     save_model(generator, vocab, OUT / "generator.keras")
     with atomic_path(OUT / "discriminator.keras") as tmp:
         discriminator.save(tmp)
-    final = {k: v for k, v in result.final.items() if k not in {"d_loss", "g_loss", "beta"}}
+    final = {k: v for k, v in result.final.items() if k not in {"step", "d_loss", "g_loss", "beta"}}
     write_json(
         "metrics/gan.json",
         {**final, "steps": result.steps, "train_seconds": round(result.seconds, 1)},

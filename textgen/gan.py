@@ -287,8 +287,16 @@ class GANTrainer:
         for _ in range(p.d_pretrain_steps):
             x, y = next(batches)
             self.d_step(x[:, :1], y, tf.constant(1.0), next_seed())
-        history = []
-        first_distinct = None
+        # Step 0: where the warm-started generator stands, the baseline for every curve.
+        start_point = {
+            "d_loss": float("nan"),
+            "g_loss": float("nan"),
+            "beta": beta_at(0, p),
+            **self.evaluate(val_ids, decode, self.seed),
+        }
+        history = [{"step": 0, **start_point}]
+        log(0, start_point)
+        first_distinct = start_point["distinct_2"]
         d_loss_value = g_loss_value = float("nan")
         for step in range(p.steps):
             beta = beta_at(step, p)
@@ -305,9 +313,7 @@ class GANTrainer:
                     "beta": beta,
                     **self.evaluate(val_ids, decode, self.seed),
                 }
-                if first_distinct is None:
-                    first_distinct = metrics["distinct_2"]
-                elif metrics["distinct_2"] < 0.5 * first_distinct:
+                if metrics["distinct_2"] < 0.5 * first_distinct:
                     print(
                         f"warning: step {step + 1}: sample diversity collapsed (distinct-2 "
                         f"{metrics['distinct_2']:.3f}, was {first_distinct:.3f}); lower "
