@@ -188,8 +188,28 @@ def test_dvc_pipeline_end_to_end(tmp_path):
     # An experiment with one parameter changed.
     run("git add -A && git commit -qm trained", repo)
     run("dvc exp run -S lstm.hidden=12", repo)
-    exps = json.dumps(json.loads(run("dvc exp show --json", repo).stdout))
-    assert '"hidden": 12' in exps and "val_nll_nats" in exps
+    runs = list(_exp_rows(json.loads(run("dvc exp show --json", repo).stdout)))
+    (exp,) = [r for r in runs if r.get("name") and _lstm_params(r).get("hidden") == 12]
+    lstm_metrics = exp["data"]["metrics"]["metrics/lstm.json"]["data"]
+    assert {"val_nll_nats", "parameters"} <= lstm_metrics.keys()
+    assert lstm_metrics["parameters"] < metrics["metrics/lstm.json"]["parameters"]
+
+
+def _exp_rows(tree):
+    """Every experiment (and baseline) entry in `dvc exp show --json` output."""
+    if isinstance(tree, list):
+        for item in tree:
+            yield from _exp_rows(item)
+    elif isinstance(tree, dict):
+        if "rev" in tree and "data" in tree:
+            yield tree
+        for key, value in tree.items():
+            if key != "data":
+                yield from _exp_rows(value)
+
+
+def _lstm_params(row) -> dict:
+    return row["data"]["params"]["params.yaml"]["data"]["lstm"]
 
 
 def _stage(repo: Path, stage: str):
