@@ -33,6 +33,7 @@ lint: setup
 bench: setup
 	$(BIN)/python bench/sampler.py
 	$(BIN)/python bench/gan_step.py
+	$(BIN)/python bench/bleu.py
 
 clean:
 	rm -rf $(VENV)

@@ -1,12 +1,19 @@
-import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from textgen.artifacts import load_model, save_model
+from textgen.backend import keras, tf
 from textgen.config import LSTMParams
 from textgen.corpus import Vocabulary
-from textgen.lstm import build_model, forward, stream_nll, train, window_dataset, zero_state
+from textgen.lstm import (
+    build_model,
+    forward,
+    sequence_nll,
+    stream_nll,
+    train,
+    window_dataset,
+    zero_state,
+)
 from textgen.seeding import seed_everything
 
 TINY = LSTMParams(
@@ -105,3 +112,14 @@ def test_save_and_safe_load_round_trip(tmp_path):
     assert loaded_vocab == vocab
     x = np.array([[1, 2, 3, 4]], np.int32)
     np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), atol=1e-6)
+
+
+def test_sequence_nll_scores_the_continuation_only():
+    seed_everything(3)
+    model = build_model(9, TINY)
+    seq = np.random.default_rng(3).integers(0, 9, (2, 12)).astype(np.int32)
+    logits = model(seq[:, :-1], training=False)
+    full = tf.nn.sparse_softmax_cross_entropy_with_logits(seq[:, 1:], logits).numpy()
+    for c in [1, 4]:  # the continuation seq[:, c:] after a context of c tokens
+        got = sequence_nll(model, tf.constant(seq[:, :c]), tf.constant(seq[:, c:])).numpy()
+        np.testing.assert_allclose(got, full[:, c - 1 :], rtol=1e-5, atol=1e-6)

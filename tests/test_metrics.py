@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from textgen.metrics import distinct_n, likelihood_metrics, ngrams, words
+from textgen.metrics import distinct_n, likelihood_metrics, ngram_set, ngrams, novelty, words
 
 
 def test_words_split_punctuation_and_any_script():
@@ -30,3 +30,10 @@ def test_likelihood_units():
     assert m["test_nll_nats"] == pytest.approx(math.log(4))
     assert m["test_bpc"] == pytest.approx(2.0)
     assert m["test_perplexity"] == pytest.approx(4.0)
+
+
+def test_novelty_counts_unseen_ngram_occurrences():
+    seen = ngram_set("to be or not to be", 2)
+    # bigrams: (to be) seen, (be or) seen, (or die) new, (to be) seen -> 1 of 4 new
+    assert novelty(["to be or die", "to be"], seen, 2) == pytest.approx(1 / 4)
+    assert novelty(["a"], seen, 2) == 0.0

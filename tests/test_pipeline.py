@@ -74,6 +74,10 @@ METRIC_KEYS = {
     },
 }
 EVALUATE_KEYS = {
+    *(f"bleu_{n}" for n in range(2, 6)),
+    *(f"self_bleu_{n}" for n in range(2, 6)),
+    "lm_score_nats",
+    "novelty_4",
     "test_nll_nats",
     "test_bpc",
     "test_perplexity",

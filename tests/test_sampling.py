@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-import tensorflow as tf
 
+from textgen.backend import tf
 from textgen.config import LSTMParams
 from textgen.corpus import Vocabulary
 from textgen.lstm import build_model, train

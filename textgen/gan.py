@@ -23,7 +23,7 @@ import numpy as np
 
 from textgen.backend import keras, tf
 from textgen.config import GANParams
-from textgen.lstm import forward, stream_nll, window_dataset, zero_state
+from textgen.lstm import forward, sequence_nll, stream_nll, window_dataset, zero_state
 from textgen.metrics import distinct_n
 from textgen.sampling import Sampler, sample_ids
 
@@ -143,14 +143,6 @@ def gumbel_rollout(
         logits, state = forward(gen, token[:, None], state)
         logits = logits[:, -1, :]
     return tf.transpose(soft.stack(), [1, 0, 2]), tf.transpose(ids.stack())
-
-
-def sequence_nll(
-    lm: keras.Model, first: tf.Tensor, ids: tf.Tensor, training: bool = False
-) -> tf.Tensor:
-    """Per-token NLL [batch, time] of ``ids`` under ``lm``, after the context token ``first``."""
-    logits = lm(tf.concat([first, ids[:, :-1]], axis=1), training=training)
-    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=ids, logits=logits)
 
 
 @dataclass

@@ -193,6 +193,15 @@ def stream_nll(model: keras.Model, tokens: np.ndarray, batch_size: int, window: 
     return total / n
 
 
+def sequence_nll(
+    lm: keras.Model, context: tf.Tensor, ids: tf.Tensor, training: bool = False
+) -> tf.Tensor:
+    """Per-token NLL [batch, time] of ``ids`` under ``lm``, continuing ``context`` [batch, >=1]."""
+    logits = lm(tf.concat([context, ids[:, :-1]], axis=1), training=training)
+    logits = logits[:, tf.shape(context)[1] - 1 :]  # the predictions of ids[:, 0], ids[:, 1], ...
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=ids, logits=logits)
+
+
 _nll_steps: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # one compiled step per model
 
 

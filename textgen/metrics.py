@@ -1,9 +1,11 @@
-"""Evaluation measures shared by every stage: likelihood units and sample diversity."""
+"""Evaluation measures shared by every stage: likelihood units, BLEU, sample diversity."""
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable
 
 _WORD = re.compile(r"\w+|[^\w\s]")
@@ -30,6 +32,17 @@ def ngrams(tokens: list[str], n: int) -> list[tuple[str, ...]]:
     return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
 
 
+def ngram_set(text: str, n: int) -> set[int]:
+    """Hashes of a text's word n-grams: a compact membership index for novelty."""
+    return {hash(g) for g in ngrams(words(text), n)}
+
+
+def novelty(texts: Iterable[str], seen: set[int], n: int) -> float:
+    """Share of the samples' word n-grams (all occurrences) that ``seen`` does not contain."""
+    grams = [g for text in texts for g in ngrams(words(text), n)]
+    return sum(hash(g) not in seen for g in grams) / len(grams) if grams else 0.0
+
+
 def distinct_n(texts: Iterable[str], n: int) -> float:
     """Distinct-n (Li et al., 2016): unique word n-grams over all n-grams, across all samples."""
     seen: set[tuple[str, ...]] = set()
@@ -39,3 +52,110 @@ def distinct_n(texts: Iterable[str], n: int) -> float:
         seen.update(grams)
         total += len(grams)
     return len(seen) / total if total else 0.0
+
+
+# --- BLEU and Self-BLEU, as Texygen computes them --------------------------------------------
+# Texygen scores each generated sentence with NLTK's sentence_bleu (uniform weights over
+# 1..n-grams, smoothing method 1) and averages. NLTK recounts every reference for every
+# hypothesis, which makes Self-BLEU quadratic; here the references' n-gram counts are built
+# once, with the same arithmetic, so the numbers are NLTK's (tests compare to 1e-9).
+
+_EPSILON = 0.1  # NLTK SmoothingFunction().epsilon: method 1 adds it to zero-count precisions
+
+
+def sentences(text: str) -> list[list[str]]:
+    """The word-tokenised sentences BLEU scores: one per non-empty line of text."""
+    return [ws for line in text.split("\n") if (ws := words(line))]
+
+
+def _bleu(clipped: list[int], totals: list[int], hyp_len: int, ref_len: int) -> float:
+    """NLTK's sentence BLEU from clipped and total n-gram counts (orders 1..len(clipped))."""
+    if clipped[0] == 0:
+        return 0.0
+    if hyp_len > ref_len:
+        penalty = 1.0
+    elif hyp_len == 0:
+        penalty = 0.0
+    else:
+        penalty = math.exp(1 - ref_len / hyp_len)
+    weight = 1.0 / len(clipped)
+    logs = [
+        weight * math.log((c if c else _EPSILON) / max(1, t))
+        for c, t in zip(clipped, totals, strict=True)
+    ]
+    return penalty * math.exp(math.fsum(logs))
+
+
+def _closest(lengths: list[int], hyp_len: int) -> int:
+    """The reference length closest to ``hyp_len`` (the shorter on a tie), from sorted lengths."""
+    i = bisect.bisect_left(lengths, hyp_len)
+    candidates = lengths[max(i - 1, 0) : i + 1]
+    return min(candidates, key=lambda n: (abs(n - hyp_len), n))
+
+
+class BleuReferences:
+    """A reference set (e.g. the test split's sentences), counted once, to score many samples."""
+
+    def __init__(self, references: list[list[str]], max_order: int = 5):
+        if not references:
+            raise ValueError("BLEU needs at least one reference sentence")
+        self.lengths = sorted({len(r) for r in references})
+        self.max_counts: list[dict[tuple[str, ...], int]] = []
+        for n in range(1, max_order + 1):
+            best: dict[tuple[str, ...], int] = {}
+            for ref in references:
+                for gram, count in Counter(ngrams(ref, n)).items():
+                    if count > best.get(gram, 0):
+                        best[gram] = count
+            self.max_counts.append(best)
+
+    def sentence_bleu(self, hypothesis: list[str], order: int) -> float:
+        clipped, totals = [], []
+        for n in range(1, order + 1):
+            counts = Counter(ngrams(hypothesis, n))
+            best = self.max_counts[n - 1]
+            clipped.append(sum(min(c, best.get(g, 0)) for g, c in counts.items()))
+            totals.append(sum(counts.values()))
+        return _bleu(clipped, totals, len(hypothesis), _closest(self.lengths, len(hypothesis)))
+
+    def bleu(self, hypotheses: list[list[str]], order: int) -> float:
+        """Mean sentence BLEU-``order`` of ``hypotheses`` against these references."""
+        if not hypotheses:
+            return 0.0
+        return math.fsum(self.sentence_bleu(h, order) for h in hypotheses) / len(hypotheses)
+
+
+def self_bleu(samples: list[list[str]], order: int) -> float:
+    """Mean BLEU-``order`` of each sample against all the others (lower = more diverse)."""
+    if len(samples) < 2:
+        return 0.0
+    per_sample = [[Counter(ngrams(s, n)) for n in range(1, order + 1)] for s in samples]
+    # For every n-gram, its highest count in any sample, which sample that is, and the
+    # runner-up: "the max over the other samples" is then one lookup per n-gram.
+    top: list[dict[tuple[str, ...], tuple[int, int, int]]] = [{} for _ in range(order)]
+    for i, counters in enumerate(per_sample):
+        for k, counts in enumerate(counters):
+            table = top[k]
+            for gram, c in counts.items():
+                best, who, second = table.get(gram, (0, -1, 0))
+                if c > best:
+                    table[gram] = (c, i, best)
+                elif c > second:
+                    table[gram] = (best, who, c)
+    length_count = Counter(len(s) for s in samples)
+    lengths = sorted(length_count)
+    scores = []
+    for i, counters in enumerate(per_sample):
+        clipped, totals = [], []
+        for k, counts in enumerate(counters):
+            table = top[k]
+            hits = 0
+            for gram, c in counts.items():
+                best, who, second = table[gram]
+                hits += min(c, second if who == i else best)
+            clipped.append(hits)
+            totals.append(sum(counts.values()))
+        own = len(samples[i])
+        others = lengths if length_count[own] > 1 else [n for n in lengths if n != own]
+        scores.append(_bleu(clipped, totals, own, _closest(others, own)))
+    return math.fsum(scores) / len(scores)
