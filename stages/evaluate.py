@@ -61,7 +61,7 @@ def lm_score(judge, vocab: Vocabulary, records: list[dict]) -> float:
         context = vocab.encode(r["prompt"] or "\n")[None, :]
         ids = vocab.encode(r["text"])[None, :]
         nll = sequence_nll(judge, context, ids).numpy()
-        total, count = total + nll.sum(), count + nll.size
+        total, count = total + float(nll.sum()), count + nll.size
     return total / count
 
 
