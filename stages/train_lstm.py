@@ -2,11 +2,11 @@
 
 from pathlib import Path
 
-from textgen.artifacts import load_tokens, save_model, write_json
+from textgen.artifacts import checkpoint_dir, load_tokens, save_model, write_json
 from textgen.config import load_params
 from textgen.corpus import Vocabulary
 from textgen.errors import UserError, exit_on_user_error
-from textgen.lstm import build_model, stream_nll, train
+from textgen.lstm import build_model, resume_epoch, stream_nll, train
 from textgen.metrics import likelihood_metrics
 from textgen.seeding import seed_everything
 from textgen.tracking import open_live
@@ -25,9 +25,25 @@ def main() -> None:
 
     model = build_model(len(vocab), p)
     print(f"LSTM language model: {model.count_params():,} parameters, vocabulary {len(vocab)}")
-    live = open_live("dvclive/train_lstm")
+    backup = checkpoint_dir(
+        "train_lstm",
+        f"{params.seed} {p.model_dump_json()}",
+        [DATA / "train.npy", DATA / "val.npy", DATA / "vocab.json"],
+    )
+    done = resume_epoch(backup)
+    if done:
+        print(f"resuming a killed run after epoch {done} (from {backup})")
+    live = open_live("dvclive/train_lstm", resume=done > 0)
     try:
-        result = train(model, train_ids, val_ids, p, params.seed, [DVCLiveCallback(live=live)])
+        result = train(
+            model,
+            train_ids,
+            val_ids,
+            p,
+            params.seed,
+            [DVCLiveCallback(live=live)],
+            backup_dir=backup,
+        )
     except ValueError as err:  # data too small for the window/batch settings
         raise UserError(f"lstm: {err}; lower lstm.seq_len or lstm.batch_size") from None
 

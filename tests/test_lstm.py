@@ -8,6 +8,7 @@ from textgen.corpus import Vocabulary
 from textgen.lstm import (
     build_model,
     forward,
+    resume_epoch,
     sequence_nll,
     stream_nll,
     train,
@@ -123,3 +124,41 @@ def test_sequence_nll_scores_the_continuation_only():
     for c in [1, 4]:  # the continuation seq[:, c:] after a context of c tokens
         got = sequence_nll(model, tf.constant(seq[:, :c]), tf.constant(seq[:, c:])).numpy()
         np.testing.assert_allclose(got, full[:, c - 1 :], rtol=1e-5, atol=1e-6)
+
+
+class _KillAfterFirstEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        raise KeyboardInterrupt  # as if the run were killed after epoch 1's backup
+
+
+def test_a_killed_run_resumes_where_it_stopped(tmp_path):
+    data = _periodic_tokens()
+    params = TINY.model_copy(update={"epochs": 3, "steps_per_epoch": 15})
+
+    seed_everything(5)
+    straight = build_model(6, params)
+    train(straight, data, data[:600], params, seed=5, verbose=0)
+
+    backup = tmp_path / "backup"
+    seed_everything(5)
+    killed = build_model(6, params)
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            killed,
+            data,
+            data[:600],
+            params,
+            seed=5,
+            verbose=0,
+            backup_dir=backup,
+            callbacks=[_KillAfterFirstEpoch()],
+        )
+    assert resume_epoch(backup) == 1
+
+    seed_everything(5)
+    resumed = build_model(6, params)  # a fresh process: nothing but the backup survives
+    result = train(resumed, data, data[:600], params, seed=5, verbose=0, backup_dir=backup)
+    assert result.epochs == 3 and len(result.history["loss"]) == 2
+    assert not backup.exists(), "the backup is removed once training completes"
+    for a, b in zip(straight.get_weights(), resumed.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -148,6 +148,7 @@ def test_dvc_pipeline_end_to_end(tmp_path):
         "dvclive/train_gan/plots/metrics/sample_lm_nll_nats.tsv",
     ]:
         assert (repo / out).is_file(), out
+    assert not list((repo / "checkpoints/train_lstm").glob("*")), "a finished run keeps no backup"
     train = np.load(repo / "data/prepared/train.npy", allow_pickle=False)
     assert train.dtype == np.int32 and train.ndim == 1
     metrics = read_metrics(repo)

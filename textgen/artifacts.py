@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -43,6 +44,24 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def checkpoint_dir(stage: str, settings: str, inputs: list[Path]) -> Path:
+    """``checkpoints/<stage>/<key>``, the key a hash of the settings and the input files.
+
+    Kept outside the stage's DVC outputs (which DVC deletes before a run), so a killed run can
+    resume; any other key's folder is stale (other params or data) and is removed.
+    """
+    digest = hashlib.sha256(settings.encode())
+    for path in inputs:
+        digest.update(Path(path).read_bytes())
+    root = Path("checkpoints") / stage
+    key = digest.hexdigest()[:16]
+    if root.is_dir():
+        for stale in root.iterdir():
+            if stale.name != key:
+                shutil.rmtree(stale, ignore_errors=True)
+    return root / key
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

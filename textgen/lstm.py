@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import weakref
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -58,12 +60,19 @@ def forward(model: keras.Model, tokens: tf.Tensor, state: list) -> tuple[tf.Tens
 
 
 def window_dataset(
-    tokens: np.ndarray, seq_len: int, batch_size: int, seed: int
+    tokens: np.ndarray,
+    seq_len: int,
+    batch_size: int,
+    seed: int,
+    steps_per_epoch: int | None = None,
+    first_epoch: int = 0,
 ) -> tuple[tf.data.Dataset, int]:
     """Endless (input, target) batches: per epoch, a fresh random offset and shuffled windows.
 
-    Returns the dataset and the number of batches in one pass over the tokens. Targets are the
-    inputs shifted by one, so the loss covers every position of every window.
+    Returns the dataset and its batches per epoch: one pass over the tokens, or
+    ``steps_per_epoch`` if smaller. Every epoch is exactly that many batches, so epoch ``k``
+    of the stream is epoch ``k`` of training (a resumed run starts at ``first_epoch``).
+    Targets are the inputs shifted by one: the loss covers every position of every window.
     """
     data = tf.constant(tokens, dtype=tf.int32)
     n_windows = (len(tokens) - 1 - seq_len) // seq_len  # leaves room for any offset < seq_len
@@ -72,13 +81,13 @@ def window_dataset(
             f"{len(tokens)} training tokens make {max(n_windows, 0)} windows of {seq_len}, "
             f"fewer than one batch of {batch_size}"
         )
-    steps = n_windows // batch_size
+    steps = min(steps_per_epoch or n_windows // batch_size, n_windows // batch_size)
 
     def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
         key = tf.stack([tf.constant(seed, tf.int64), epoch])
         offset = tf.random.stateless_uniform([], key, 0, seq_len, dtype=tf.int64)
         order = tf.random.experimental.stateless_shuffle(tf.range(n_windows, dtype=tf.int64), key)
-        return tf.data.Dataset.from_tensor_slices(offset + order * seq_len)
+        return tf.data.Dataset.from_tensor_slices(offset + order[: steps * batch_size] * seq_len)
 
     def to_batch(starts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         idx = starts[:, None] + tf.range(seq_len + 1, dtype=tf.int64)[None, :]
@@ -86,7 +95,7 @@ def window_dataset(
         return windows[:, :-1], windows[:, 1:]
 
     ds = (
-        tf.data.Dataset.range(2**31)
+        tf.data.Dataset.range(first_epoch, 2**31)
         .flat_map(one_epoch)
         .batch(batch_size, drop_remainder=True)
         .map(to_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -122,10 +131,18 @@ def train(
     seed: int,
     callbacks: list[keras.callbacks.Callback] = (),
     verbose: int | str = "auto",
+    backup_dir: Path | None = None,
 ) -> TrainResult:
-    """Teacher-forced training with Adam, warm-up + cosine decay, clipping, early stopping."""
-    ds, pass_steps = window_dataset(train_tokens, p.seq_len, p.batch_size, seed)
-    steps_per_epoch = min(p.steps_per_epoch or pass_steps, pass_steps)
+    """Teacher-forced training with Adam, warm-up + cosine decay, clipping, early stopping.
+
+    With ``backup_dir``, the weights and optimizer state are saved there after every epoch
+    (Keras ``BackupAndRestore``) and a killed run resumes from its last finished epoch, with
+    the data order it would have had; the folder is removed when training completes.
+    """
+    first_epoch = resume_epoch(backup_dir) if backup_dir else 0
+    ds, steps_per_epoch = window_dataset(
+        train_tokens, p.seq_len, p.batch_size, seed, p.steps_per_epoch, first_epoch
+    )
     total = steps_per_epoch * p.epochs
     warmup = min(p.warmup_steps, total // 2)
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -143,26 +160,33 @@ def train(
         monitor="val_loss", patience=p.patience, restore_best_weights=True, verbose=1
     )
     val = eval_dataset(val_tokens, p.seq_len, p.eval_batch_size)
+    # Restoring must happen before any other callback sees the model: it goes first.
+    backup = [keras.callbacks.BackupAndRestore(str(backup_dir))] if backup_dir else []
     start = time.perf_counter()
     hist = model.fit(
         ds,
         epochs=p.epochs,
         steps_per_epoch=steps_per_epoch,
         validation_data=val,
-        callbacks=[stop, *callbacks],
+        callbacks=[*backup, stop, *callbacks],
         shuffle=False,  # the dataset shuffles windows itself, reproducibly
         verbose=verbose,
     )
     seconds = time.perf_counter() - start
-    epochs = len(hist.history["loss"])
-    steps = epochs * steps_per_epoch
+    ran = len(hist.history["loss"])  # epochs run by this call (after any resumed ones)
     return TrainResult(
-        epochs=epochs,
-        steps=steps,
+        epochs=first_epoch + ran,
+        steps=(first_epoch + ran) * steps_per_epoch,
         seconds=seconds,
-        tokens_per_s=steps * p.batch_size * p.seq_len / seconds,
+        tokens_per_s=ran * steps_per_epoch * p.batch_size * p.seq_len / seconds,
         history=hist.history,
     )
+
+
+def resume_epoch(backup_dir: Path) -> int:
+    """Epochs already finished by a killed run backed up in ``backup_dir`` (0 if none)."""
+    meta = Path(backup_dir) / "training_metadata.json"
+    return int(json.loads(meta.read_text())["epoch"]) if meta.is_file() else 0
 
 
 def stream_nll(model: keras.Model, tokens: np.ndarray, batch_size: int, window: int = 256) -> float:
