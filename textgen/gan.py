@@ -204,10 +204,8 @@ class GANTrainer:
     def _mle(self, x, y):
         if self.p.mle_weight == 0:
             return tf.constant(0.0)
-        logits = self.gen(x, training=True)
-        return tf.reduce_mean(
-            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
-        )
+        # x is y shifted right by one token, so this is teacher forcing on the real window.
+        return tf.reduce_mean(sequence_nll(self.gen, x[:, :1], y, training=True))
 
     def _g_gumbel(self, x, y, beta, seed):
         real = self.disc(tf.one_hot(y, self.vocab_size), training=False)

@@ -70,7 +70,7 @@ class Sampler:
 
     def __init__(self, model: keras.Model):
         self.model = model
-        self._generate = tf.function(self._loop, reduce_retracing=True)
+        self._generate = tf.function(lambda *args: sample_ids(model, *args), reduce_retracing=True)
 
     def generate(
         self,
@@ -101,9 +101,6 @@ class Sampler:
             tf.constant(seed, tf.int64),
         )
         return out.numpy()
-
-    def _loop(self, prompt, length, temperature, top_k, top_p, seed):
-        return sample_ids(self.model, prompt, length, temperature, top_k, top_p, seed)
 
 
 def sample_ids(model, prompt, length, temperature, top_k, top_p, seed) -> tf.Tensor:
