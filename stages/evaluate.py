@@ -1,68 +1,89 @@
-"""evaluate: held-out likelihood, BLEU and diversity of each model -> metrics/evaluate.json."""
+"""evaluate: both models on equal terms -> metrics/evaluate.json, plots/sweep/, reports/report.md.
 
+Per model: held-out likelihood, and the quality and diversity of the `sample` stage's samples;
+then a temperature sweep of both, and the verdict from their quality-diversity curves.
+"""
+
+import time
 from pathlib import Path
 
-from textgen.artifacts import load_model, load_tokens, read_jsonl, write_json
+import numpy as np
+
+from textgen.artifacts import load_model, load_tokens, read_jsonl, write_json, write_text_atomic
 from textgen.config import load_params
 from textgen.corpus import Vocabulary
-from textgen.errors import exit_on_user_error
-from textgen.lstm import sequence_nll, stream_nll
-from textgen.metrics import (
-    BleuReferences,
-    distinct_n,
-    likelihood_metrics,
-    ngram_set,
-    novelty,
-    self_bleu,
-    sentences,
+from textgen.errors import UserError, exit_on_user_error
+from textgen.evaluation import (
+    CRITERIA,
+    RealData,
+    compare_curves,
+    comparison_metrics,
+    sample_metrics,
+    temperature_sweep,
+    verdict,
 )
+from textgen.lstm import stream_nll
+from textgen.metrics import likelihood_metrics
+from textgen.report import render_report
 from textgen.seeding import seed_everything
 
 MODELS = {"lstm": "models/lstm.keras", "gan": "models/gan/generator.keras"}
+LABELS = {"lstm": "the LSTM (MLE)", "gan": "the GAN"}
 DATA = Path("data/prepared")
 
 
 def main() -> None:
     params = load_params()
+    p = params.evaluate
     seed_everything(params.seed)
-    test_ids = load_tokens(DATA / "test.npy")
+    start = time.perf_counter()
     vocab = Vocabulary.load(DATA / "vocab.json")
-    references = BleuReferences(sentences(vocab.decode(test_ids)))  # counted once, for all
-    seen_4grams = ngram_set(vocab.decode(load_tokens(DATA / "train.npy")), 4)
     judge, _ = load_model(MODELS["lstm"])  # the LSTM trained on real data scores every sample
-    report = {}
+    real = RealData(vocab, load_tokens(DATA / "train.npy"), load_tokens(DATA / "test.npy"), judge)
+    metrics, sweeps = {}, {}
     for name, path in MODELS.items():
         model, model_vocab = load_model(path)
-        records = read_jsonl(f"samples/{name}.jsonl")
-        texts = [r["text"] for r in records]
-        generated = [s for text in texts for s in sentences(text)]
-        nll = stream_nll(model, test_ids, params.evaluate.batch_size)
-        report[name] = {
+        if model_vocab.tokens != vocab.tokens:
+            raise UserError(f"{path}: trained on another vocabulary than {DATA}/vocab.json")
+        context, ids = encode_samples(read_jsonl(f"samples/{name}.jsonl"), vocab)
+        nll = stream_nll(model, real.test_ids, p.batch_size)
+        metrics[name] = {
             **likelihood_metrics(nll, prefix="test_"),
-            "lm_score_nats": lm_score(judge, model_vocab, records),
-            "novelty_4": novelty(texts, seen_4grams, 4),
-            **{f"bleu_{n}": references.bleu(generated, n) for n in range(2, 6)},
-            **{f"self_bleu_{n}": self_bleu(generated, n) for n in range(2, 6)},
-            **{f"distinct_{n}": distinct_n(texts, n) for n in range(1, 5)},
+            **sample_metrics(ids, context, real, p.reverse_lm, params.seed),
         }
-        m = report[name]
+        m = metrics[name]
         print(
-            f"{name}: test {m['test_nll_nats']:.4f} nats/char ({m['test_bpc']:.4f} bits), "
-            f"BLEU-4 {m['bleu_4']:.3f}, Self-BLEU-4 {m['self_bleu_4']:.3f}, "
-            f"distinct-1..4 " + " ".join(f"{m[f'distinct_{n}']:.3f}" for n in range(1, 5))
+            f"{name}: test {m['test_nll_nats']:.4f} nats/token, BLEU-4 {m['bleu_4']:.3f}, "
+            f"Self-BLEU-4 {m['self_bleu_4']:.3f}, LM score {m['lm_score_nats']:.3f}, "
+            f"reverse LM {m['reverse_lm_nats']:.3f}, longest copy {m['longest_copy_chars']:g}"
         )
-    write_json("metrics/evaluate.json", report)
+        print(f"{name}: temperature sweep {p.temperatures}")
+        sweeps[name] = temperature_sweep(model, real, p, params.sample.prompt, params.seed, name)
+        write_json(f"plots/sweep/{name}.json", sweeps[name].points)
+
+    comparisons = [
+        compare_curves(sweeps["lstm"].points, sweeps["gan"].points, c, ("lstm", "gan"))
+        for c in CRITERIA
+    ]
+    metrics["compare"] = {c.criterion.name: comparison_metrics(c) for c in comparisons}
+    answer = verdict(comparisons, LABELS)
+    s = params.sample
+    setting = f"`sample` stage, T={s.temperature:g}, {s.num_samples} samples x {s.length} tokens"
+    write_json("metrics/evaluate.json", metrics)
+    write_text_atomic(
+        "reports/report.md", render_report(metrics, sweeps, comparisons, answer, LABELS, setting)
+    )
+    print(answer)
+    print(f"evaluate: {time.perf_counter() - start:.0f} s -> metrics/, plots/sweep/, reports/")
 
 
-def lm_score(judge, vocab: Vocabulary, records: list[dict]) -> float:
-    """Mean per-character NLL of the samples under the judge LM, each after its prompt."""
-    total = count = 0.0
-    for r in records:
-        context = vocab.encode(r["prompt"] or "\n")[None, :]
-        ids = vocab.encode(r["text"])[None, :]
-        nll = sequence_nll(judge, context, ids).numpy()
-        total, count = total + float(nll.sum()), count + nll.size
-    return total / count
+def encode_samples(records: list[dict], vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
+    """The samples as token ids [n, length], with their prompts [n, prompt_len] as context."""
+    context = [vocab.encode(r["prompt"] or "\n") for r in records]
+    ids = [vocab.encode(r["text"]) for r in records]
+    if len({len(c) for c in context}) > 1 or len({len(i) for i in ids}) > 1:
+        raise UserError("samples/*.jsonl: every sample must share its prompt and length")
+    return np.stack(context), np.stack(ids)
 
 
 if __name__ == "__main__":

@@ -42,8 +42,22 @@ TINY_PARAMS = {
         "eval_samples": 8,
         "eval_val_tokens": 300,
     },
-    "sample": {"num_samples": 3, "length": 40, "prompt": "ROMEO."},
-    "evaluate": {"batch_size": 8},
+    "sample": {"num_samples": 10, "length": 40, "prompt": "ROMEO."},
+    "evaluate": {
+        "batch_size": 8,
+        "temperatures": [0.7, 1.3],
+        "num_samples": 10,
+        "length": 40,
+        "report_samples": 1,
+        "reverse_lm": {
+            "embedding_dim": 8,
+            "hidden": 16,
+            "seq_len": 16,
+            "batch_size": 4,
+            "epochs": 2,
+            "warmup_steps": 0,
+        },
+    },
 }
 METRIC_KEYS = {
     "metrics/prepare.json": {
@@ -77,6 +91,8 @@ EVALUATE_KEYS = {
     *(f"bleu_{n}" for n in range(2, 6)),
     *(f"self_bleu_{n}" for n in range(2, 6)),
     "lm_score_nats",
+    "reverse_lm_nats",
+    "longest_copy_chars",
     "novelty_4",
     "test_nll_nats",
     "test_bpc",
@@ -146,6 +162,9 @@ def test_dvc_pipeline_end_to_end(tmp_path):
         "dvclive/train_lstm/plots/metrics/eval/loss.tsv",
         "dvclive/train_gan/plots/metrics/d_accuracy_real.tsv",
         "dvclive/train_gan/plots/metrics/sample_lm_nll_nats.tsv",
+        "plots/sweep/lstm.json",
+        "plots/sweep/gan.json",
+        "reports/report.md",
     ]:
         assert (repo / out).is_file(), out
     assert not list((repo / "checkpoints/train_lstm").glob("*")), "a finished run keeps no backup"
@@ -154,9 +173,18 @@ def test_dvc_pipeline_end_to_end(tmp_path):
     metrics = read_metrics(repo)
     for name, keys in METRIC_KEYS.items():
         assert keys <= metrics[name].keys(), name
-    assert set(metrics["metrics/evaluate.json"]) == {"lstm", "gan"}
+    assert set(metrics["metrics/evaluate.json"]) == {"lstm", "gan", "compare"}
     for model in ["lstm", "gan"]:
         assert metrics["metrics/evaluate.json"][model].keys() >= EVALUATE_KEYS
+        sweep = json.loads((repo / f"plots/sweep/{model}.json").read_text())
+        assert [p["temperature"] for p in sweep] == [0.7, 1.3]
+        assert EVALUATE_KEYS - {"test_nll_nats", "test_bpc", "test_perplexity"} <= sweep[0].keys()
+    compare = metrics["metrics/evaluate.json"]["compare"]
+    assert set(compare) == {"bleu", "lm"}
+    assert compare["bleu"]["lstm_dominates"] + compare["bleu"]["gan_dominates"] <= 1
+    report = (repo / "reports/report.md").read_text()
+    assert "## Verdict" in report and "## Temperature sweep" in report
+    assert report.count("```text") == 2 * 2  # 2 models x 2 temperatures x 1 sample
     assert metrics["metrics/lstm.json"]["val_nll_nats"] < np.log(
         metrics["metrics/prepare.json"]["vocab_size"]
     ), "the model must beat a uniform guess"
@@ -164,7 +192,7 @@ def test_dvc_pipeline_end_to_end(tmp_path):
     for model in ["lstm", "gan"]:
         lines = (repo / f"samples/{model}.jsonl").read_text().splitlines()
         samples = [json.loads(line) for line in lines]
-        assert len(samples) == 3
+        assert len(samples) == 10
         assert {"model", "temperature", "top_k", "top_p", "seed", "prompt", "text"} <= samples[
             0
         ].keys()
@@ -177,6 +205,7 @@ def test_dvc_pipeline_end_to_end(tmp_path):
     assert "lstm.test_bpc" in json.dumps(shown) or "test_bpc" in json.dumps(shown)
     plots = run("dvc plots show --json", repo).stdout
     assert "LSTM loss" in plots
+    assert "Quality vs diversity: BLEU-4 against Self-BLEU-4" in plots
 
     # Same params, same metrics: re-run every stage from scratch.
     run("dvc repro --force", repo)

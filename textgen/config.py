@@ -29,7 +29,7 @@ class DataParams(_Section):
     @model_validator(mode="after")
     def _leaves_training_data(self) -> DataParams:
         if self.val_fraction + self.test_fraction >= 0.5:
-            raise ValueError("val_fraction + test_fraction must be below 0.5")
+            raise ValueError("data.val_fraction + data.test_fraction must be below 0.5")
         return self
 
 
@@ -78,12 +78,12 @@ class GANParams(_Section):
     @model_validator(mode="after")
     def _convolutions_fit(self) -> GANParams:
         if self.discriminator == "cnn" and max(self.d_filter_widths) > self.seq_len:
-            raise ValueError("every d_filter_widths entry must be at most seq_len")
+            raise ValueError("every gan.d_filter_widths entry must be at most gan.seq_len")
         return self
 
 
 class SampleParams(_Section):
-    num_samples: PositiveInt = 16
+    num_samples: PositiveInt = 64
     length: PositiveInt = 500
     temperature: Annotated[float, Field(ge=0.0)] = 0.8
     top_k: Annotated[int, Field(ge=0)] = 0
@@ -91,8 +91,53 @@ class SampleParams(_Section):
     prompt: str = "\n"
 
 
+# The reverse LM is trained afresh for every set of samples: small and quick by design.
+REVERSE_LM = LSTMParams(
+    embedding_dim=32,
+    hidden=128,
+    layers=1,
+    seq_len=64,
+    batch_size=32,
+    epochs=8,
+    learning_rate=0.01,
+    warmup_steps=20,
+    patience=2,
+    eval_batch_size=64,
+)
+
+
 class EvaluateParams(_Section):
     batch_size: PositiveInt = 64
+    temperatures: Annotated[list[Annotated[float, Field(gt=0.0)]], Field(min_length=2)] = [
+        0.5,
+        0.75,
+        1.0,
+        1.25,
+        1.5,
+    ]
+    num_samples: Annotated[int, Field(ge=2)] = 64
+    length: PositiveInt = 500
+    reverse_lm: LSTMParams = REVERSE_LM
+    report_samples: Annotated[int, Field(ge=0)] = 2
+
+    @model_validator(mode="after")
+    def _enough_for_reverse_lm(self) -> EvaluateParams:
+        need_tokens(self.num_samples, self.length, self.reverse_lm, "evaluate")
+        if self.report_samples > self.num_samples:
+            raise ValueError("evaluate.report_samples must be at most evaluate.num_samples")
+        return self
+
+
+def need_tokens(num_samples: int, length: int, lm: LSTMParams, where: str) -> None:
+    """Samples must give the reverse LM a batch of training windows, after a tenth held out."""
+    held_out = max(1, num_samples // 10)
+    windows = ((num_samples - held_out) * (length + 1) - 1 - lm.seq_len) // lm.seq_len
+    if held_out * (length + 1) <= lm.seq_len or windows < lm.batch_size:
+        raise ValueError(
+            f"{where}.num_samples x {where}.length ({num_samples} x {length}) is too little text "
+            f"to train the reverse LM (evaluate.reverse_lm: seq_len {lm.seq_len}, "
+            f"batch_size {lm.batch_size}); raise them or lower those"
+        )
 
 
 class Params(_Section):
@@ -102,6 +147,11 @@ class Params(_Section):
     gan: GANParams = GANParams()
     sample: SampleParams = SampleParams()
     evaluate: EvaluateParams = EvaluateParams()
+
+    @model_validator(mode="after")
+    def _samples_feed_reverse_lm(self) -> Params:
+        need_tokens(self.sample.num_samples, self.sample.length, self.evaluate.reverse_lm, "sample")
+        return self
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -134,8 +184,9 @@ def _first_problem(err: ValidationError) -> str:
         known = ", ".join(parent.model_fields)
         return f"{key}: unknown key (expected one of: {known})"
     message = problem["msg"].removeprefix("Value error, ")
-    where = f"{key}: " if key else ""
-    return f"{where}{message} (value: {problem['input']!r})"
+    if isinstance(problem["input"], dict):  # a check across keys: the message names them
+        return message
+    return f"{key}: {message} (value: {problem['input']!r})"
 
 
 def _section_at(loc: tuple[Any, ...]) -> type[BaseModel]:

@@ -157,7 +157,10 @@ def train(
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     stop = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=p.patience, restore_best_weights=True, verbose=1
+        monitor="val_loss",
+        patience=p.patience,
+        restore_best_weights=True,
+        verbose=int(verbose != 0),
     )
     val = eval_dataset(val_tokens, p.seq_len, p.eval_batch_size)
     # Restoring must happen before any other callback sees the model: it goes first.

@@ -8,6 +8,9 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
+import numpy as np
+from pydivsufsort import divsufsort, sa_search
+
 _WORD = re.compile(r"\w+|[^\w\s]")
 
 
@@ -52,6 +55,53 @@ def distinct_n(texts: Iterable[str], n: int) -> float:
         seen.update(grams)
         total += len(grams)
     return len(seen) / total if total else 0.0
+
+
+class CopyIndex:
+    """A suffix array of the training tokens, to find how much of a sample is copied verbatim.
+
+    Tokens are laid out as fixed-width big-endian bytes (one byte for vocabularies up to 256),
+    so byte order is token order and libdivsufsort can index them; a byte-level hit counts only
+    if it starts on a token boundary.
+    """
+
+    def __init__(self, tokens: np.ndarray):
+        tokens = np.asarray(tokens)
+        top = int(tokens.max(initial=0))
+        self.width = 1 if top < 2**8 else 2 if top < 2**16 else 4
+        self.text = self._bytes(tokens)
+        self.suffixes = divsufsort(self.text)
+
+    def _bytes(self, tokens: np.ndarray) -> bytes:
+        return np.asarray(tokens).astype(f">u{self.width}").tobytes()
+
+    def occurs(self, tokens: np.ndarray) -> bool:
+        """Whether this exact token sequence appears in the indexed text."""
+        count, first = sa_search(self.text, self.suffixes, self._bytes(tokens))
+        if not count:
+            return False
+        return self.width == 1 or bool(
+            (self.suffixes[first : first + count] % self.width == 0).any()
+        )
+
+    def longest_copy(self, tokens: np.ndarray) -> int:
+        """Length of the longest span of ``tokens`` found verbatim in the indexed text.
+
+        Only spans longer than the best so far are ever tried, so it makes at most
+        2 * len(tokens) suffix-array searches.
+        """
+        best = start = 0
+        while start + best < len(tokens):
+            if self.occurs(tokens[start : start + best + 1]):
+                best += 1
+            else:
+                start += 1
+        return best
+
+    def median_longest_copy(self, samples: Iterable[np.ndarray]) -> float:
+        """The median over samples of their longest verbatim span: how much a model memorises."""
+        lengths = [self.longest_copy(s) for s in samples]
+        return float(np.median(lengths)) if lengths else 0.0
 
 
 # --- BLEU and Self-BLEU, as Texygen computes them --------------------------------------------

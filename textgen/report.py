@@ -1,0 +1,128 @@
+"""reports/report.md: the comparison a person reads, from the numbers evaluate computed."""
+
+from __future__ import annotations
+
+from textgen.evaluation import Comparison, Sweep, describe
+
+# metric -> (what it measures, whether higher is better); None: no better direction.
+METRICS: dict[str, tuple[str, bool | None]] = {
+    "test_nll_nats": ("held-out NLL, nats per token (test split)", False),
+    "test_bpc": ("the same in bits per character", False),
+    "test_perplexity": ("the same as perplexity", False),
+    **{
+        f"bleu_{n}": (f"BLEU-{n} against the test split's sentences (quality)", True)
+        for n in (2, 3, 4, 5)
+    },
+    **{
+        f"self_bleu_{n}": (
+            f"Self-BLEU-{n}, samples against each other (lower = more diverse)",
+            False,
+        )
+        for n in (2, 3, 4, 5)
+    },
+    **{
+        f"distinct_{n}": (f"distinct {n}-grams / all {n}-grams (diversity)", True)
+        for n in (1, 2, 3, 4)
+    },
+    "novelty_4": ("share of word 4-grams not in the training split", None),
+    "longest_copy_chars": ("median longest span copied verbatim from the training split", None),
+    "lm_score_nats": ("NLL of the samples under the LSTM trained on real text (quality)", False),
+    "reverse_lm_nats": (
+        "NLL of the test split under an LM trained on the samples (coverage)",
+        False,
+    ),
+}
+
+SWEEP_COLUMNS = {
+    "temperature": "T",
+    "bleu_4": "BLEU-4",
+    "self_bleu_4": "Self-BLEU-4",
+    "lm_score_nats": "LM score",
+    "reverse_lm_nats": "reverse LM",
+    "distinct_4": "distinct-4",
+    "novelty_4": "novelty-4",
+    "longest_copy_chars": "longest copy",
+}
+
+
+def render_report(
+    metrics: dict[str, dict[str, float]],
+    sweeps: dict[str, Sweep],
+    comparisons: list[Comparison],
+    verdict: str,
+    labels: dict[str, str],
+    setting: str,
+) -> str:
+    names = list(sweeps)
+    out = [
+        f"# Which generator is better here: {' or '.join(labels[n] for n in names)}?",
+        "",
+        "Written by the `evaluate` stage (`dvc repro`); the curves are in `dvc plots show`.",
+        "",
+        "## Verdict",
+        "",
+        verdict,
+        "",
+        *[f"- {describe(c, labels)}" for c in comparisons],
+        "",
+        "A model is only better if it is more diverse *at equal quality*: lowering the "
+        "sampling temperature buys any model quality at the price of diversity, so single "
+        "points say little (Caccia et al., *Language GANs Falling Short*). Each model is "
+        "sampled at every temperature of the sweep below; its curve is the best diversity "
+        "it offers at each quality level.",
+        "",
+        f"## Metrics at the sampling settings ({setting})",
+        "",
+        f"| metric | {' | '.join(labels[n] for n in names)} | better | what it measures |",
+        f"|---|{'---:|' * len(names)}---|---|",
+    ]
+    for key, (meaning, higher) in METRICS.items():
+        values = [metrics[n][key] for n in names]
+        best = ""
+        if higher is not None and len(set(values)) > 1:
+            pick = max if higher else min
+            best = labels[names[values.index(pick(values))]]
+        out.append(f"| `{key}` | {' | '.join(_number(v) for v in values)} | {best} | {meaning} |")
+
+    out += ["", "## Temperature sweep", ""]
+    for name in names:
+        out += [
+            f"**{_capital(labels[name])}**",
+            "",
+            "| " + " | ".join(SWEEP_COLUMNS.values()) + " |",
+            "|" + "---:|" * len(SWEEP_COLUMNS),
+        ]
+        for point in sweeps[name].points:
+            rest = [_number(point[k]) for k in list(SWEEP_COLUMNS)[1:]]
+            cells = [f"{point['temperature']:g}", *rest]
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+
+    out += ["## Samples", ""]
+    for name in names:
+        examples = sweeps[name].examples
+        temps = sorted(examples)
+        shown = sorted({temps[0], temps[len(temps) // 2], temps[-1]})
+        for t in shown:
+            for i, text in enumerate(examples[t]):
+                out += [
+                    f"{_capital(labels[name])}, T={t:g}, sample {i + 1}:",
+                    "",
+                    "```text",
+                    text[:400].strip("\n"),
+                    "```",
+                    "",
+                ]
+    return "\n".join(out)
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _number(value: float) -> str:
+    if value is None:
+        return "n/a"
+    if float(value).is_integer() and abs(value) < 1e6:
+        return f"{value:g}"
+    return f"{value:.3f}"
