@@ -22,7 +22,7 @@ from textgen.evaluation import (
     temperature_sweep,
     verdict,
 )
-from textgen.lstm import stream_nll
+from textgen.lstm import heldout_nll
 from textgen.metrics import likelihood_metrics
 from textgen.report import render_report
 from textgen.seeding import seed_everything
@@ -46,11 +46,17 @@ def main() -> None:
         if model_vocab.tokens != vocab.tokens:
             raise UserError(f"{path}: trained on another vocabulary than {DATA}/vocab.json")
         context, ids = encode_samples(read_jsonl(f"samples/{name}.jsonl"), vocab)
-        nll = stream_nll(model, real.test_ids, p.batch_size)
-        metrics[name] = {
-            **likelihood_metrics(nll, prefix="test_"),
-            **sample_metrics(ids, context, real, p.reverse_lm, params.seed),
-        }
+        nll = heldout_nll(model, real.test_ids, p.batch_size)
+        try:
+            metrics[name] = {
+                **likelihood_metrics(nll, prefix="test_"),
+                **sample_metrics(ids, context, real, p.reverse_lm, params.seed),
+            }
+        except ValueError as err:  # too few samples for the reverse LM's batches
+            raise UserError(
+                f"evaluate.reverse_lm: {err}; raise sample.num_samples and "
+                "evaluate.num_samples or lower evaluate.reverse_lm.batch_size"
+            ) from None
         m = metrics[name]
         print(
             f"{name}: test {m['test_nll_nats']:.4f} nats/token, BLEU-4 {m['bleu_4']:.3f}, "
@@ -78,12 +84,15 @@ def main() -> None:
 
 
 def encode_samples(records: list[dict], vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
-    """The samples as token ids [n, length], with their prompts [n, prompt_len] as context."""
-    context = [vocab.encode(r["prompt"] or "\n") for r in records]
-    ids = [vocab.encode(r["text"]) for r in records]
-    if len({len(c) for c in context}) > 1 or len({len(i) for i in ids}) > 1:
-        raise UserError("samples/*.jsonl: every sample must share its prompt and length")
-    return np.stack(context), np.stack(ids)
+    """The samples' token ids [n, length] (padded with 0 after an end token), with their
+    prompts [n, prompt_len] as context."""
+    context = [vocab.prompt_ids(r["prompt"]) for r in records]
+    if len({len(c) for c in context}) > 1:
+        raise UserError("samples/*.jsonl: every sample must share its prompt")
+    ids = np.zeros((len(records), max(r["length"] for r in records)), np.int32)
+    for row, r in zip(ids, records, strict=True):
+        row[: len(r["ids"])] = r["ids"]
+    return np.stack(context), ids
 
 
 if __name__ == "__main__":

@@ -23,7 +23,15 @@ def main() -> None:
         )
     docs = read_corpus(files, lowercase=p.lowercase)
     corpus = prepare_corpus(
-        docs, p.val_fraction, p.test_fraction, p.lowercase, per_file=p.split == "per_file"
+        docs,
+        p.val_fraction,
+        p.test_fraction,
+        p.lowercase,
+        per_file=p.split == "per_file",
+        unit=p.unit,
+        tokenizer=p.tokenizer,
+        max_vocab=p.max_vocab,
+        max_len=p.max_len,
     )
     metrics = corpus.metrics()
     stats = {
@@ -31,6 +39,8 @@ def main() -> None:
         "files": [str(f) for f in files],
         "characters": sum(len(d) for d in docs),
         "split": p.split,
+        "unit": p.unit,
+        "tokenizer": p.tokenizer,
         "lowercase": p.lowercase,
     }
     with atomic_dir(OUT) as tmp:
@@ -41,7 +51,8 @@ def main() -> None:
     write_json("metrics/prepare.json", metrics)
     print(
         f"prepared {len(files)} file(s): {metrics['train_tokens']:,} / "
-        f"{metrics['val_tokens']:,} / {metrics['test_tokens']:,} train/val/test characters, "
+        f"{metrics['val_tokens']:,} / {metrics['test_tokens']:,} train/val/test {p.tokenizer} "
+        f"tokens{' in lines' if p.unit == 'line' else ''}, "
         f"vocabulary {metrics['vocab_size']}, "
         f"unknown rate val {metrics['unk_rate_val']:.2e} test {metrics['unk_rate_test']:.2e}"
     )

@@ -2,8 +2,9 @@
 
 from textgen.artifacts import load_model, write_jsonl
 from textgen.config import load_params
+from textgen.corpus import real_tokens
 from textgen.errors import exit_on_user_error
-from textgen.sampling import Decoding, generate_texts
+from textgen.sampling import Decoding, generate_ids
 from textgen.seeding import seed_everything
 
 MODELS = {"lstm": "models/lstm.keras", "gan": "models/gan/generator.keras"}
@@ -16,9 +17,8 @@ def main() -> None:
     decoding = Decoding(p.temperature, p.top_k, p.top_p)
     for name, path in MODELS.items():
         model, vocab = load_model(path)
-        texts = generate_texts(
-            model, vocab, p.prompt, p.num_samples, p.length, decoding, params.seed
-        )
+        rows = generate_ids(model, vocab, p.prompt, p.num_samples, p.length, decoding, params.seed)
+        texts = vocab.decode_rows(rows)
         records = [
             {
                 "model": name,
@@ -28,11 +28,12 @@ def main() -> None:
                 "index": i,
                 "prompt": p.prompt,
                 "text": text,
+                "ids": real_tokens(row, vocab).tolist(),  # exact tokens, end token included
             }
-            for i, text in enumerate(texts)
+            for i, (text, row) in enumerate(zip(texts, rows, strict=True))
         ]
         write_jsonl(f"samples/{name}.jsonl", records)
-        print(f"{name}: {len(records)} samples of {p.length} characters -> samples/{name}.jsonl")
+        print(f"{name}: {len(records)} samples of up to {p.length} tokens -> samples/{name}.jsonl")
         print(p.prompt + texts[0][:300])
 
 

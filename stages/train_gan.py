@@ -20,7 +20,9 @@ def main() -> None:
     seed_everything(params.seed)
     lm, vocab = load_model("models/lstm.keras")
     train_ids, val_ids = load_tokens(DATA / "train.npy"), load_tokens(DATA / "val.npy")
-    if len(val_ids) < p.seq_len + 2:
+    # Independent sequences (data.unit: line) are whole rows; gan.seq_len cuts streams only.
+    seq_len = train_ids.shape[1] - 1 if train_ids.ndim == 2 else p.seq_len
+    if train_ids.ndim == 1 and len(val_ids) < p.seq_len + 2:
         raise UserError(f"gan.seq_len: {p.seq_len} is longer than the validation split")
 
     live = open_live("dvclive/train_gan")
@@ -49,7 +51,9 @@ def main() -> None:
             flush=True,
         )
 
-    trainer = GANTrainer(generator, discriminator, lm, p, params.seed)
+    trainer = GANTrainer(
+        generator, discriminator, lm, p, params.seed, vocab.never_sampled, vocab.eos_id, seq_len
+    )
     try:
         result = trainer.train(train_ids, val_ids, vocab.decode, log)
     except ValueError as err:  # data too small for the window/batch settings

@@ -6,7 +6,7 @@ from textgen.artifacts import checkpoint_dir, load_tokens, save_model, write_jso
 from textgen.config import load_params
 from textgen.corpus import Vocabulary
 from textgen.errors import UserError, exit_on_user_error
-from textgen.lstm import build_model, resume_epoch, stream_nll, train
+from textgen.lstm import build_model, heldout_nll, resume_epoch, train
 from textgen.metrics import likelihood_metrics
 from textgen.seeding import seed_everything
 from textgen.tracking import open_live
@@ -47,7 +47,7 @@ def main() -> None:
     except ValueError as err:  # data too small for the window/batch settings
         raise UserError(f"lstm: {err}; lower lstm.seq_len or lstm.batch_size") from None
 
-    val_nll = stream_nll(model, val_ids, p.eval_batch_size)
+    val_nll = heldout_nll(model, val_ids, p.eval_batch_size)
     metrics = {
         **likelihood_metrics(val_nll, prefix="val_"),
         "epochs": result.epochs,
@@ -59,7 +59,8 @@ def main() -> None:
     save_model(model, vocab, "models/lstm.keras")
     write_json("metrics/lstm.json", metrics)
     print(
-        f"validation: {metrics['val_nll_nats']:.4f} nats/char, {metrics['val_bpc']:.4f} bits/char, "
+        f"validation: {metrics['val_nll_nats']:.4f} nats/token, "
+        f"{metrics['val_bpc']:.4f} bits/token, "
         f"perplexity {metrics['val_perplexity']:.2f} after {result.epochs} epoch(s), "
         f"{result.seconds:.0f} s"
     )

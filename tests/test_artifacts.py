@@ -47,8 +47,13 @@ def test_load_tokens_never_unpickles(tmp_path):
     with pytest.raises(UserError, match=r"evil\.npy"):
         load_tokens(path)
     np.save(path, np.zeros((2, 2), np.float32))
-    with pytest.raises(UserError, match=r"expected a 1-D int32 array"):
+    with pytest.raises(UserError, match=r"expected a 1-D or 2-D int32 array"):
         load_tokens(path)
+    np.save(path, np.zeros((2, 2, 2), np.int32))
+    with pytest.raises(UserError, match=r"expected a 1-D or 2-D int32 array"):
+        load_tokens(path)
+    np.save(path, np.zeros((2, 3), np.int32))  # rows of independent sequences
+    assert load_tokens(path).shape == (2, 3)
     with pytest.raises(UserError, match="run the prepare stage"):
         load_tokens(tmp_path / "missing.npy")
 

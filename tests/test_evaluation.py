@@ -123,6 +123,16 @@ def test_crossing_curves_give_no_dominance_and_split_levels():
     assert text.startswith("No clear winner here: better is neither by BLEU-4 vs Self-BLEU-4")
 
 
+def test_curves_closer_than_noise_are_a_tie():
+    temps = np.linspace(0.5, 1.5, 5)
+    lstm = curve(0.3 - 0.1 * temps, 0.5 - 0.2 * temps)
+    gan = curve(0.3 - 0.1 * temps, 0.497 - 0.2 * temps)  # 0.003 lower Self-BLEU: within 0.005
+    c = compare_curves(lstm, gan, BLEU, ("lstm", "gan"))
+    assert c.dominant is None and c.wins == (0, 0) and winner(c) is None
+    assert compare_curves(lstm, gan, BLEU, ("lstm", "gan"), tolerance=0.0).dominant == "gan"
+    assert verdict([c], {"lstm": "the LSTM", "gan": "the GAN"}).startswith("No clear winner")
+
+
 def test_lower_is_better_on_both_axes_for_lm_scores():
     lstm = [{"lm_score_nats": q, "reverse_lm_nats": d} for q, d in [(1.2, 2.4), (1.5, 2.0)]]
     gan = [{"lm_score_nats": q, "reverse_lm_nats": d} for q, d in [(1.2, 2.2), (1.5, 1.9)]]

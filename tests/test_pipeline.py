@@ -289,3 +289,95 @@ def test_missing_inputs_of_later_stages(tmp_path):
     _assert_one_line_failure(_stage(repo, "sample"), "models/lstm.keras", "not found")
     gen = run(f"{sys.executable} -m textgen generate --model nope.keras", repo, check=False)
     _assert_one_line_failure(gen, "nope.keras")
+
+
+LINE_PARAMS = {
+    **TINY_PARAMS,
+    "data": {
+        **TINY_PARAMS["data"],
+        "unit": "line",
+        "tokenizer": "word",
+        "max_vocab": 30,
+        "max_len": 10,
+    },
+    "sample": {"num_samples": 10, "length": 12, "prompt": ""},
+    "evaluate": {**TINY_PARAMS["evaluate"], "length": 12},
+}
+
+
+@pytest.mark.slow
+def test_line_corpus_with_word_tokens_end_to_end(tmp_path):
+    repo = make_repo(tmp_path / "repo", LINE_PARAMS)
+    run("git init -q && git config user.email t@t && git config user.name t", repo)
+    run("dvc init -q && dvc config core.analytics false", repo)
+    run("git add -A && git commit -qm base", repo)
+    run("dvc repro", repo)
+
+    vocab = json.loads((repo / "data/prepared/vocab.json").read_text())
+    assert vocab["kind"] == "word" and len(vocab["tokens"]) == 30
+    assert vocab["special_tokens"] == {"pad": 0, "unk": 1, "bos": 2, "eos": 3}
+    train = np.load(repo / "data/prepared/train.npy", allow_pickle=False)
+    assert train.ndim == 2 and train.shape[1] == 12  # <bos> + 10 tokens + <eos>
+    assert (train[:, 0] == 2).all() and ((train == 3).sum(axis=1) == 1).all()
+    metrics = read_metrics(repo)
+    assert metrics["metrics/prepare.json"]["train_sequences"] == len(train)
+    for model in ["lstm", "gan"]:
+        samples = [json.loads(line) for line in (repo / f"samples/{model}.jsonl").open()]
+        assert len(samples) == 10
+        for s in samples:
+            assert "<pad>" not in s["text"] and "<bos>" not in s["text"] and "\n" not in s["text"]
+            ids = s["ids"]
+            assert 0 not in ids and 2 not in ids  # never padding or a begin token
+            # The end token ends a sample: it is the last id, or the sample ran to its length.
+            assert (3 not in ids and len(ids) == 12) or ids.index(3) == len(ids) - 1
+        assert metrics["metrics/evaluate.json"][model].keys() >= EVALUATE_KEYS
+    assert metrics["metrics/lstm.json"]["val_nll_nats"] < np.log(30)
+
+
+ORACLE_PARAMS = {
+    "seed": 3,
+    "data": {"unit": "line"},
+    "oracle": {
+        "vocab_size": 40,
+        "seq_len": 8,
+        "embedding_dim": 8,
+        "hidden": 8,
+        "train_sequences": 400,
+        "val_sequences": 100,
+        "test_sequences": 100,
+    },
+    "lstm": {**TINY_PARAMS["lstm"], "layers": 1, "epochs": 2},
+    "gan": {**TINY_PARAMS["gan"], "d_filter_widths": [2, 3], "eval_val_tokens": 90},
+    "evaluate": {"temperatures": [0.8, 1.0, 1.2], "num_samples": 200},
+}
+
+
+@pytest.mark.slow
+def test_oracle_benchmark_pipeline_end_to_end(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    shutil.copytree(
+        ROOT / "oracle",
+        repo / "oracle",
+        ignore=shutil.ignore_patterns(
+            "data", "models", "metrics", "plots", "reports", "dvclive", "checkpoints", "dvc.lock"
+        ),
+    )
+    (repo / "oracle/params.yaml").write_text(yaml.safe_dump(ORACLE_PARAMS))
+    run("git init -q && git config user.email t@t && git config user.name t", repo)
+    run("dvc init -q && dvc config core.analytics false", repo)
+    run("git add -A && git commit -qm base", repo)
+    run("dvc repro", repo / "oracle")
+
+    oracle = json.loads((repo / "oracle/metrics/oracle.json").read_text())
+    assert oracle["oracle_entropy_nats"] < oracle["nll_oracle_uniform"]
+    assert abs(oracle["nll_oracle_real"] - oracle["oracle_entropy_nats"]) < 0.3
+    evaluate = json.loads((repo / "oracle/metrics/evaluate.json").read_text())
+    for model in ["lstm", "gan"]:
+        assert {"nll_oracle", "nll_test"} <= evaluate[model].keys()
+        sweep = json.loads((repo / f"oracle/plots/sweep/{model}.json").read_text())
+        assert [p["temperature"] for p in sweep] == [0.8, 1.0, 1.2]
+    assert "oracle" in evaluate["compare"]
+    assert "## Verdict" in (repo / "oracle/reports/report.md").read_text()
+    plots = run("dvc plots show --json", repo / "oracle").stdout
+    assert "NLL oracle (quality) against NLL test" in plots
+    assert not (repo / "metrics").exists()  # the main pipeline did not run

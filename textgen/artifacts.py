@@ -98,7 +98,8 @@ def save_tokens(path: str | Path, ids: np.ndarray) -> None:
 
 
 def load_tokens(path: str | Path) -> np.ndarray:
-    """Token ids saved by ``save_tokens``; never unpickles (the file may come from anyone)."""
+    """Token ids saved by ``save_tokens``: a 1-D stream, or 2-D rows of independent sequences.
+    Never unpickles (the file may come from anyone)."""
     path = Path(path)
     try:
         ids = np.load(path, allow_pickle=False)
@@ -106,8 +107,8 @@ def load_tokens(path: str | Path) -> np.ndarray:
         raise UserError(f"{path}: file not found (run the prepare stage first)") from None
     except ValueError as err:
         raise UserError(f"{path}: not a token array ({err})") from None
-    if ids.dtype != np.int32 or ids.ndim != 1:
-        raise UserError(f"{path}: expected a 1-D int32 array, got {ids.dtype} {ids.shape}")
+    if ids.dtype != np.int32 or ids.ndim not in (1, 2):
+        raise UserError(f"{path}: expected a 1-D or 2-D int32 array, got {ids.dtype} {ids.shape}")
     return ids
 
 

@@ -25,6 +25,10 @@ class DataParams(_Section):
     split: Literal["per_file", "whole"] = "per_file"
     val_fraction: Fraction = 0.05
     test_fraction: Fraction = 0.05
+    unit: Literal["stream", "line"] = "stream"
+    tokenizer: Literal["char", "word"] = "char"
+    max_vocab: Annotated[int, Field(ge=2)] | None = None
+    max_len: PositiveInt = 64
 
     @model_validator(mode="after")
     def _leaves_training_data(self) -> DataParams:
@@ -121,23 +125,43 @@ class EvaluateParams(_Section):
     report_samples: Annotated[int, Field(ge=0)] = 2
 
     @model_validator(mode="after")
-    def _enough_for_reverse_lm(self) -> EvaluateParams:
-        need_tokens(self.num_samples, self.length, self.reverse_lm, "evaluate")
+    def _report_samples_exist(self) -> EvaluateParams:
         if self.report_samples > self.num_samples:
             raise ValueError("evaluate.report_samples must be at most evaluate.num_samples")
         return self
 
 
-def need_tokens(num_samples: int, length: int, lm: LSTMParams, where: str) -> None:
-    """Samples must give the reverse LM a batch of training windows, after a tenth held out."""
+def need_tokens(num_samples: int, length: int, lm: LSTMParams, where: str, rows: bool) -> None:
+    """Samples must give the reverse LM a batch of training windows (or of sequences, with
+    ``rows``), after a tenth held out."""
     held_out = max(1, num_samples // 10)
-    windows = ((num_samples - held_out) * (length + 1) - 1 - lm.seq_len) // lm.seq_len
-    if held_out * (length + 1) <= lm.seq_len or windows < lm.batch_size:
+    if rows:
+        short = num_samples - held_out < lm.batch_size
+    else:
+        windows = ((num_samples - held_out) * (length + 1) - 1 - lm.seq_len) // lm.seq_len
+        short = held_out * (length + 1) <= lm.seq_len or windows < lm.batch_size
+    if short:
         raise ValueError(
             f"{where}.num_samples x {where}.length ({num_samples} x {length}) is too little text "
             f"to train the reverse LM (evaluate.reverse_lm: seq_len {lm.seq_len}, "
             f"batch_size {lm.batch_size}); raise them or lower those"
         )
+
+
+class OracleParams(_Section):
+    """The synthetic benchmark's oracle (``oracle/params.yaml``); SeqGAN's settings."""
+
+    vocab_size: PositiveInt = 5000
+    seq_len: PositiveInt = 20
+    embedding_dim: PositiveInt = 32
+    hidden: PositiveInt = 32
+    init_std: Annotated[float, Field(gt=0.0)] = 1.0
+    train_sequences: PositiveInt = 10000
+    val_sequences: PositiveInt = 2000
+    test_sequences: PositiveInt = 2000
+
+    def as_lstm(self) -> LSTMParams:
+        return LSTMParams(embedding_dim=self.embedding_dim, hidden=self.hidden, layers=1)
 
 
 class Params(_Section):
@@ -147,10 +171,13 @@ class Params(_Section):
     gan: GANParams = GANParams()
     sample: SampleParams = SampleParams()
     evaluate: EvaluateParams = EvaluateParams()
+    oracle: OracleParams = OracleParams()
 
     @model_validator(mode="after")
     def _samples_feed_reverse_lm(self) -> Params:
-        need_tokens(self.sample.num_samples, self.sample.length, self.evaluate.reverse_lm, "sample")
+        rows, lm = self.data.unit == "line", self.evaluate.reverse_lm
+        need_tokens(self.sample.num_samples, self.sample.length, lm, "sample", rows)
+        need_tokens(self.evaluate.num_samples, self.evaluate.length, lm, "evaluate", rows)
         return self
 
 

@@ -16,8 +16,8 @@ import numpy as np
 
 from textgen.backend import keras
 from textgen.config import EvaluateParams, LSTMParams
-from textgen.corpus import Vocabulary
-from textgen.lstm import build_model, sequence_nll, stream_nll, train
+from textgen.corpus import Vocabulary, real_tokens
+from textgen.lstm import build_model, heldout_nll, sequence_nll, train
 from textgen.metrics import (
     BleuReferences,
     CopyIndex,
@@ -27,7 +27,7 @@ from textgen.metrics import (
     self_bleu,
     sentences,
 )
-from textgen.sampling import Decoding, Sampler
+from textgen.sampling import Decoding, sampler_for
 
 
 @dataclass
@@ -44,39 +44,50 @@ class RealData:
     copies: CopyIndex = field(init=False)
 
     def __post_init__(self) -> None:
-        self.references = BleuReferences(sentences(self.vocab.decode(self.test_ids)))
-        self.seen_4grams = ngram_set(self.vocab.decode(self.train_ids), 4)
-        self.copies = CopyIndex(self.train_ids)
+        self.references = BleuReferences(sentences(self.vocab.as_text(self.test_ids)))
+        self.seen_4grams = ngram_set(self.vocab.as_text(self.train_ids), 4)
+        self.copies = CopyIndex(real_tokens(self.train_ids, self.vocab))
 
 
 def sample_metrics(
     samples: np.ndarray, context: np.ndarray, real: RealData, reverse_lm: LSTMParams, seed: int
 ) -> dict[str, float]:
-    """Every quality and diversity measure of one set of samples [n, length] (token ids), each
-    continuing its row of ``context`` [n, >=1] (the prompt)."""
-    texts = [real.vocab.decode(row) for row in samples]
+    """Every quality and diversity measure of one set of samples [n, length] (token ids,
+    padded after an end token), each continuing its row of ``context`` [n, >=1] (the prompt;
+    ``<bos>`` first for independent sequences)."""
+    vocab = real.vocab
+    texts = vocab.decode_rows(samples)
     generated = [s for text in texts for s in sentences(text)]
     return {
         **{f"bleu_{n}": real.references.bleu(generated, n) for n in range(2, 6)},
         **{f"self_bleu_{n}": self_bleu(generated, n) for n in range(2, 6)},
         **{f"distinct_{n}": distinct_n(texts, n) for n in range(1, 5)},
         "novelty_4": novelty(texts, real.seen_4grams, 4),
-        "longest_copy_chars": real.copies.median_longest_copy(samples),
-        "lm_score_nats": lm_score(real.judge, context, samples),
+        "longest_copy_chars": real.copies.median_longest_copy(
+            real_tokens(row, vocab) for row in samples
+        ),
+        "lm_score_nats": lm_score(real.judge, context, samples, vocab.pad_id),
         "reverse_lm_nats": reverse_lm_nll(
-            samples, context, real.test_ids, len(real.vocab), reverse_lm, seed
+            samples, context, real.test_ids, len(vocab), reverse_lm, seed
         ),
     }
 
 
 def lm_score(
-    judge: keras.Model, context: np.ndarray, samples: np.ndarray, batch: int = 64
+    judge: keras.Model,
+    context: np.ndarray,
+    samples: np.ndarray,
+    pad_id: int | None = None,
+    batch: int = 64,
 ) -> float:
-    """Mean per-token NLL (nats) of the samples under ``judge``, each after its context."""
+    """Mean per-token NLL (nats) of the samples under ``judge``, each after its context
+    (padding, if ``pad_id`` is given, not counted)."""
+    weight = (samples != pad_id) if pad_id is not None else np.ones(samples.shape, bool)
     total = 0.0
     for i in range(0, len(samples), batch):
-        total += float(np.sum(sequence_nll(judge, context[i : i + batch], samples[i : i + batch])))
-    return total / samples.size
+        nll = sequence_nll(judge, context[i : i + batch], samples[i : i + batch]).numpy()
+        total += float(np.sum(nll * weight[i : i + batch]))
+    return total / max(int(weight.sum()), 1)
 
 
 def reverse_lm_nll(
@@ -97,10 +108,14 @@ def reverse_lm_nll(
     """
     rows = np.concatenate([context, samples], axis=1)
     held_out = max(1, len(rows) // 10)
+    if test_ids.ndim == 1:  # a stream: the samples, one after the other
+        fit, check = rows[:-held_out].ravel(), rows[-held_out:].ravel()
+    else:  # independent sequences: the rows themselves, <bos> first
+        fit, check = rows[:-held_out], rows[-held_out:]
     keras.utils.set_random_seed(seed)
     lm = build_model(vocab_size, p)
-    train(lm, rows[:-held_out].ravel(), rows[-held_out:].ravel(), p, seed, verbose=0)
-    return stream_nll(lm, test_ids, p.eval_batch_size)
+    train(lm, fit, check, p, seed, verbose=0)
+    return heldout_nll(lm, test_ids, p.eval_batch_size)
 
 
 def reverse_lm_min_tokens(p: LSTMParams) -> int:
@@ -129,8 +144,8 @@ def temperature_sweep(
     Temperature ``i`` uses the same sampling seed for every model, so two models differ only
     by their weights.
     """
-    sampler = Sampler(model)
-    prompt_ids = real.vocab.encode(prompt or "\n")
+    sampler = sampler_for(model, real.vocab)
+    prompt_ids = real.vocab.prompt_ids(prompt)
     context = np.tile(prompt_ids, (p.num_samples, 1))
     points, examples = [], {}
     for i, temperature in enumerate(p.temperatures):
@@ -139,7 +154,7 @@ def temperature_sweep(
         point = {"temperature": temperature}
         point.update(sample_metrics(ids, context, real, p.reverse_lm, seed))
         points.append(point)
-        examples[temperature] = [real.vocab.decode(row) for row in ids[: p.report_samples]]
+        examples[temperature] = real.vocab.decode_rows(ids[: p.report_samples])
         print(
             f"  {name} T={temperature:g}: BLEU-4 {point['bleu_4']:.3f}, "
             f"Self-BLEU-4 {point['self_bleu_4']:.3f}, LM score {point['lm_score_nats']:.3f}, "
@@ -153,7 +168,12 @@ def temperature_sweep(
 
 @dataclass(frozen=True)
 class Criterion:
-    """A (quality, diversity) pair of metrics and which direction is better for each."""
+    """A (quality, diversity) pair of metrics and which direction is better for each.
+
+    ``tie``: diversity gaps up to this size count as ties, about the run-to-run noise of the
+    metric at the default sample sizes (a judgement call, documented in the README), so that
+    a verdict never rests on noise.
+    """
 
     name: str
     quality: str
@@ -162,12 +182,13 @@ class Criterion:
     diversity_higher_is_better: bool
     quality_label: str
     diversity_label: str
+    tie: float = 1e-9
 
 
 CRITERIA = (
-    Criterion("bleu", "bleu_4", True, "self_bleu_4", False, "BLEU-4", "Self-BLEU-4"),
+    Criterion("bleu", "bleu_4", True, "self_bleu_4", False, "BLEU-4", "Self-BLEU-4", 0.005),
     Criterion(
-        "lm", "lm_score_nats", False, "reverse_lm_nats", False, "LM score", "reverse LM score"
+        "lm", "lm_score_nats", False, "reverse_lm_nats", False, "LM score", "reverse LM score", 0.02
     ),
 )
 
@@ -217,11 +238,12 @@ def compare_curves(
     criterion: Criterion,
     names: tuple[str, str] = ("a", "b"),
     levels: int = 101,
-    tolerance: float = 1e-9,
+    tolerance: float | None = None,
 ) -> Comparison:
     """For each quality level both curves reach, which model is more diverse; and whether
     either curve dominates the other over the whole range. Diversities within ``tolerance``
-    of each other are a tie."""
+    (default: the criterion's ``tie``) of each other are a tie."""
+    tolerance = criterion.tie if tolerance is None else tolerance
     qs = 1.0 if criterion.quality_higher_is_better else -1.0
     ds = 1.0 if criterion.diversity_higher_is_better else -1.0
 
@@ -306,12 +328,17 @@ def _gain(c: Comparison, label: dict[str, str]) -> str:
 
 
 def winner(c: Comparison) -> str | None:
-    """The better model on one criterion: the dominant one, else the one more diverse at more
-    quality levels (None: a tie, or no common quality level and no dominance)."""
+    """The better model on one criterion: the dominant one, else one more diverse at three
+    quarters of the quality levels or more, by more than a tie on average (None: no clear
+    winner, e.g. crossing curves, or curves closer than the criterion's ``tie``)."""
     if c.dominant:
         return c.dominant
-    if c.wins[0] != c.wins[1]:
-        return c.names[0] if c.wins[0] > c.wins[1] else c.names[1]
+    n = len(c.levels)
+    if n == 0 or abs(c.mean_gain) <= c.criterion.tie:
+        return None
+    for name, wins in zip(c.names, c.wins, strict=True):
+        if wins >= 0.75 * n:
+            return name
     return None
 
 

@@ -23,9 +23,17 @@ import numpy as np
 
 from textgen.backend import keras, tf
 from textgen.config import GANParams
-from textgen.lstm import forward, sequence_nll, stream_nll, window_dataset, zero_state
+from textgen.lstm import (
+    PAD_ID,
+    forward,
+    heldout_nll,
+    row_dataset,
+    sequence_nll,
+    window_dataset,
+    zero_state,
+)
 from textgen.metrics import distinct_n
-from textgen.sampling import Sampler, sample_ids
+from textgen.sampling import Sampler, after_end, never_mask, sample_ids
 
 layers = keras.layers
 
@@ -119,17 +127,28 @@ def beta_at(step: int, p: GANParams) -> float:
 
 
 def gumbel_rollout(
-    gen: keras.Model, first: tf.Tensor, length: int, beta: tf.Tensor, seed: tf.Tensor
+    gen: keras.Model,
+    first: tf.Tensor,
+    length: int,
+    beta: tf.Tensor,
+    seed: tf.Tensor,
+    never: tf.Tensor | None = None,
+    eos_id: int = -1,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """Differentiable rollout: (soft one-hots [batch, length, vocab], token ids [batch, length]).
 
     The fed-back token is the hard argmax of logits + Gumbel noise (a true sample); only the
     relaxed one-hot carries gradient, through the logits, to the generator's weights.
+    ``never`` masks ids out (padding, begin token); after ``eos_id`` a row is padding, hard
+    and soft alike, as in real rows.
     """
+    vocab_size = int(gen.get_layer("logits").units)
+    if never is None:
+        never = tf.zeros([vocab_size])
     batch = tf.shape(first)[0]
     state = zero_state(gen, batch)
     logits, state = forward(gen, first, state)
-    logits = logits[:, -1, :]
+    logits = logits[:, -1, :] + never
     soft = tf.TensorArray(tf.float32, size=length)
     ids = tf.TensorArray(tf.int32, size=length)
     for t in tf.range(length):
@@ -141,8 +160,12 @@ def gumbel_rollout(
         soft = soft.write(t, tf.nn.softmax(beta * noisy, axis=-1))
         ids = ids.write(t, token)
         logits, state = forward(gen, token[:, None], state)
-        logits = logits[:, -1, :]
-    return tf.transpose(soft.stack(), [1, 0, 2]), tf.transpose(ids.stack())
+        logits = logits[:, -1, :] + never
+    soft, ids = tf.transpose(soft.stack(), [1, 0, 2]), tf.transpose(ids.stack())
+    alive = after_end(ids, eos_id)
+    pad = tf.one_hot(tf.fill(tf.shape(ids), PAD_ID), vocab_size)
+    soft = soft * alive[..., None] + pad * (1.0 - alive[..., None])
+    return soft, tf.where(alive > 0, ids, tf.zeros_like(ids))
 
 
 @dataclass
@@ -167,13 +190,21 @@ class GANTrainer:
         lm: keras.Model,
         p: GANParams,
         seed: int,
+        never: list[int] = (),
+        eos_id: int | None = None,
+        seq_len: int | None = None,
     ):
+        """``never``, ``eos_id``: the vocabulary's special tokens (see ``Sampler``);
+        ``seq_len``: the rows' length for independent sequences (else ``gan.seq_len``)."""
         self.gen, self.disc, self.lm, self.p, self.seed = generator, discriminator, lm, p, seed
         self.vocab_size = int(generator.get_layer("logits").units)
+        self.seq_len = seq_len or p.seq_len
+        self.never = never_mask(self.vocab_size, never)
+        self.eos_id = -1 if eos_id is None else eos_id
         self.g_opt = keras.optimizers.Adam(p.g_learning_rate, global_clipnorm=p.clipnorm)
         self.d_opt = keras.optimizers.Adam(p.d_learning_rate, global_clipnorm=p.clipnorm)
         self.baseline = tf.Variable(0.5, trainable=False, dtype=tf.float32)
-        self.sampler = Sampler(generator)
+        self.sampler = Sampler(generator, never, eos_id)
         self.d_step = tf.function(self._d_step, reduce_retracing=True)
         self.g_step = tf.function(
             self._g_gumbel if p.algorithm == "gumbel" else self._g_reinforce,
@@ -185,10 +216,15 @@ class GANTrainer:
         """What D is trained to reject: the relaxed samples G is trained through (as RelGAN
         does, so D never meets an input kind it was not trained on), or plain samples."""
         if self.p.algorithm == "gumbel":
-            soft, _ = gumbel_rollout(self.gen, first, self.p.seq_len, beta, seed)
+            soft, _ = self._rollout(first, beta, seed)
             return tf.stop_gradient(soft)
-        ids = sample_ids(self.gen, first, self.p.seq_len, 1.0, 0, 1.0, seed)
-        return tf.one_hot(ids, self.vocab_size)
+        return tf.one_hot(self._sample(first, seed), self.vocab_size)
+
+    def _rollout(self, first, beta, seed):
+        return gumbel_rollout(self.gen, first, self.seq_len, beta, seed, self.never, self.eos_id)
+
+    def _sample(self, first, seed):
+        return sample_ids(self.gen, first, self.seq_len, 1.0, 0, 1.0, seed, self.never, self.eos_id)
 
     def _d_step(self, first, real_ids, beta, seed):
         fake = self._fakes(first, beta, seed)
@@ -205,12 +241,14 @@ class GANTrainer:
         if self.p.mle_weight == 0:
             return tf.constant(0.0)
         # x is y shifted right by one token, so this is teacher forcing on the real window.
-        return tf.reduce_mean(sequence_nll(self.gen, x[:, :1], y, training=True))
+        nll = sequence_nll(self.gen, x[:, :1], y, training=True)
+        weight = tf.cast(y != PAD_ID, tf.float32) if self.eos_id >= 0 else tf.ones_like(nll)
+        return tf.reduce_sum(nll * weight) / tf.reduce_sum(weight)
 
     def _g_gumbel(self, x, y, beta, seed):
         real = self.disc(tf.one_hot(y, self.vocab_size), training=False)
         with tf.GradientTape() as tape:
-            soft, _ = gumbel_rollout(self.gen, x[:, :1], self.p.seq_len, beta, seed)
+            soft, _ = self._rollout(x[:, :1], beta, seed)
             adv = g_loss(real, self.disc(soft, training=False), self.p.loss)
             loss = adv + self.p.mle_weight * self._mle(x, y)
         grads = tape.gradient(loss, self.gen.trainable_variables)
@@ -219,15 +257,16 @@ class GANTrainer:
 
     def _g_reinforce(self, x, y, beta, seed):
         first = x[:, :1]
-        ids = sample_ids(self.gen, first, self.p.seq_len, 1.0, 0, 1.0, seed)
+        ids = self._sample(first, seed)
         real = self.disc(tf.one_hot(y, self.vocab_size), training=False)
         fake = self.disc(tf.one_hot(ids, self.vocab_size), training=False)
         # Per-token rewards from a per-position discriminator; a sequence score otherwise.
         reward = tf.broadcast_to(realness(real, fake, self.p.loss), tf.shape(ids))
         advantage = tf.stop_gradient(reward - self.baseline)
+        alive = after_end(ids, self.eos_id)  # no credit for the padding after an end token
         with tf.GradientTape() as tape:
             log_prob = -sequence_nll(self.gen, first, ids, training=True)
-            pg = -tf.reduce_mean(advantage * log_prob)
+            pg = -tf.reduce_sum(advantage * log_prob * alive) / tf.reduce_sum(alive)
             loss = pg + self.p.mle_weight * self._mle(x, y)
         grads = tape.gradient(loss, self.gen.trainable_variables)
         self.g_opt.apply_gradients(zip(grads, self.gen.trainable_variables, strict=True))
@@ -240,19 +279,25 @@ class GANTrainer:
         """Where the generator stands: D's accuracy, likelihood on val, sample quality."""
         p = self.p
         rng = np.random.default_rng(seed)
-        starts = rng.integers(0, len(val_ids) - p.seq_len - 1, p.eval_samples)
-        windows = val_ids[starts[:, None] + np.arange(p.seq_len + 1)]
+        if val_ids.ndim == 2:
+            windows = val_ids[rng.integers(0, len(val_ids), p.eval_samples)]
+            held_out = val_ids[: max(1, p.eval_val_tokens // val_ids.shape[1])]
+        else:
+            starts = rng.integers(0, len(val_ids) - self.seq_len - 1, p.eval_samples)
+            windows = val_ids[starts[:, None] + np.arange(self.seq_len + 1)]
+            held_out = val_ids[: p.eval_val_tokens]
         first, real_ids = windows[:, :1], windows[:, 1:]
-        fake_ids = self.sampler.generate_batch(first, p.seq_len, seed=seed)
+        fake_ids = self.sampler.generate_batch(first, self.seq_len, seed=seed)
         real = self.disc(tf.one_hot(real_ids, self.vocab_size), training=False)
         fake = self.disc(tf.one_hot(fake_ids, self.vocab_size), training=False)
         acc_real, acc_fake = d_accuracy(real, fake, p.loss)
         lm_nll = sequence_nll(self.lm, tf.constant(first), tf.constant(fake_ids))
+        alive = after_end(tf.constant(fake_ids), self.eos_id)
         return {
             "d_accuracy_real": acc_real,
             "d_accuracy_fake": acc_fake,
-            "val_nll_nats": stream_nll(self.gen, val_ids[: p.eval_val_tokens], 16),
-            "sample_lm_nll_nats": float(tf.reduce_mean(lm_nll)),
+            "val_nll_nats": heldout_nll(self.gen, held_out, 16),
+            "sample_lm_nll_nats": float(tf.reduce_sum(lm_nll * alive) / tf.reduce_sum(alive)),
             "distinct_2": distinct_n([decode(row) for row in fake_ids], 2),
         }
 
@@ -264,7 +309,11 @@ class GANTrainer:
         log: Callable[[int, dict], None] = lambda step, m: None,
     ) -> GANResult:
         p = self.p
-        ds, _ = window_dataset(train_ids, p.seq_len, p.batch_size, self.seed)
+        if train_ids.ndim == 2:
+            ds, _ = row_dataset(train_ids, p.batch_size, self.seed)
+            ds = ds.map(lambda x, y, w: (x, y))
+        else:
+            ds, _ = window_dataset(train_ids, p.seq_len, p.batch_size, self.seed)
         batches = iter(ds)
         start = time.perf_counter()
         counter = 0

@@ -104,8 +104,49 @@ def window_dataset(
     return ds, steps
 
 
+PAD_ID = 0  # in rows of independent sequences, padding is id 0 (see corpus.Vocabulary)
+
+
+def row_dataset(
+    rows: np.ndarray,
+    batch_size: int,
+    seed: int,
+    steps_per_epoch: int | None = None,
+    first_epoch: int = 0,
+) -> tuple[tf.data.Dataset, int]:
+    """Endless (input, target, weight) batches of independent sequences [n, width], shuffled
+    afresh each epoch; the weight is 0 on padding, so no loss is ever taken on it."""
+    n = len(rows)
+    if n < batch_size:
+        raise ValueError(f"{n} training sequences are fewer than one batch of {batch_size}")
+    steps = min(steps_per_epoch or n // batch_size, n // batch_size)
+    data = tf.constant(rows, dtype=tf.int32)
+
+    def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
+        key = tf.stack([tf.constant(seed, tf.int64), epoch])
+        order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), key)
+        return tf.data.Dataset.from_tensor_slices(order[: steps * batch_size])
+
+    ds = (
+        tf.data.Dataset.range(first_epoch, 2**31)
+        .flat_map(one_epoch)
+        .batch(batch_size, drop_remainder=True)
+        .map(lambda idx: _shifted(tf.gather(data, idx)), num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    return ds, steps
+
+
+def _shifted(rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    targets = rows[:, 1:]
+    return rows[:, :-1], targets, tf.cast(targets != PAD_ID, tf.float32)
+
+
 def eval_dataset(tokens: np.ndarray, seq_len: int, batch_size: int) -> tf.data.Dataset:
-    """Non-overlapping windows in order: a cheap per-epoch validation loss for early stopping."""
+    """Non-overlapping windows in order (or the rows, masked): a cheap per-epoch validation
+    loss for early stopping."""
+    if tokens.ndim == 2:
+        return tf.data.Dataset.from_tensor_slices(tokens).batch(batch_size).map(_shifted)
     n = (len(tokens) - 1) // seq_len
     if n == 0:
         raise ValueError(f"{len(tokens)} validation tokens make no window of {seq_len}")
@@ -140,9 +181,16 @@ def train(
     the data order it would have had; the folder is removed when training completes.
     """
     first_epoch = resume_epoch(backup_dir) if backup_dir else 0
-    ds, steps_per_epoch = window_dataset(
-        train_tokens, p.seq_len, p.batch_size, seed, p.steps_per_epoch, first_epoch
-    )
+    if train_tokens.ndim == 2:  # independent sequences
+        ds, steps_per_epoch = row_dataset(
+            train_tokens, p.batch_size, seed, p.steps_per_epoch, first_epoch
+        )
+        tokens_per_step = p.batch_size * (train_tokens.shape[1] - 1)
+    else:
+        ds, steps_per_epoch = window_dataset(
+            train_tokens, p.seq_len, p.batch_size, seed, p.steps_per_epoch, first_epoch
+        )
+        tokens_per_step = p.batch_size * p.seq_len
     total = steps_per_epoch * p.epochs
     warmup = min(p.warmup_steps, total // 2)
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -181,7 +229,7 @@ def train(
         epochs=first_epoch + ran,
         steps=(first_epoch + ran) * steps_per_epoch,
         seconds=seconds,
-        tokens_per_s=ran * steps_per_epoch * p.batch_size * p.seq_len / seconds,
+        tokens_per_s=ran * steps_per_epoch * tokens_per_step / seconds,
         history=hist.history,
     )
 
@@ -220,12 +268,44 @@ def stream_nll(model: keras.Model, tokens: np.ndarray, batch_size: int, window: 
     return total / n
 
 
+def rows_nll(
+    model: keras.Model, rows: np.ndarray, batch_size: int, temperature: float = 1.0
+) -> float:
+    """Mean next-token NLL (nats) over independent sequences [n, width] (``<bos>`` first),
+    padding excluded: every real token and end token is scored, given its whole row.
+    ``temperature`` scores under the model's tempered distribution (what it samples from)."""
+    total = count = 0.0
+    for i in range(0, len(rows), batch_size):
+        batch = tf.constant(rows[i : i + batch_size], tf.int32)
+        nll = sequence_nll(model, batch[:, :1], batch[:, 1:], temperature=temperature)
+        weight = tf.cast(batch[:, 1:] != PAD_ID, tf.float32)
+        total += float(tf.reduce_sum(nll * weight))
+        count += float(tf.reduce_sum(weight))
+    if count == 0:
+        raise ValueError("need at least one token to score")
+    return total / count
+
+
+def heldout_nll(model: keras.Model, tokens: np.ndarray, batch_size: int) -> float:
+    """Mean per-token NLL of a split: a stream (``stream_nll``) or rows (``rows_nll``)."""
+    if tokens.ndim == 2:
+        return rows_nll(model, tokens, batch_size)
+    return stream_nll(model, tokens, batch_size)
+
+
 def sequence_nll(
-    lm: keras.Model, context: tf.Tensor, ids: tf.Tensor, training: bool = False
+    lm: keras.Model,
+    context: tf.Tensor,
+    ids: tf.Tensor,
+    training: bool = False,
+    temperature: float = 1.0,
 ) -> tf.Tensor:
-    """Per-token NLL [batch, time] of ``ids`` under ``lm``, continuing ``context`` [batch, >=1]."""
+    """Per-token NLL [batch, time] of ``ids`` under ``lm``, continuing ``context`` [batch, >=1]
+    (under softmax(logits / ``temperature``))."""
     logits = lm(tf.concat([context, ids[:, :-1]], axis=1), training=training)
     logits = logits[:, tf.shape(context)[1] - 1 :]  # the predictions of ids[:, 0], ids[:, 1], ...
+    if temperature != 1.0:
+        logits = logits / temperature
     return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=ids, logits=logits)
 
 

@@ -56,7 +56,12 @@ def choose_tokens(
     """One token id per row of ``logits`` [batch, vocab]; ``seed`` is a stateless seed pair."""
     greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
     scaled = logits / tf.maximum(temperature, 1e-6)
-    filtered = filter_logits(scaled, top_k, top_p)
+    # Filtering sorts the vocabulary twice per step: skip it when it would keep everything.
+    filtered = tf.cond(
+        tf.logical_or(top_k > 0, top_p < 1.0),
+        lambda: filter_logits(scaled, top_k, top_p),
+        lambda: scaled,
+    )
     drawn = tf.random.stateless_categorical(filtered, 1, seed, dtype=tf.int32)[:, 0]
     return tf.where(temperature > 0, drawn, greedy)
 
@@ -68,8 +73,13 @@ class Sampler:
     last token only, inside one compiled loop (no Python per token, no re-reading a window).
     """
 
-    def __init__(self, model: keras.Model):
+    def __init__(self, model: keras.Model, never: list[int] = (), eos_id: int | None = None):
+        """``never``: ids never drawn (padding, begin token); after ``eos_id`` a sequence
+        is over, and the rest of its row is padding (id 0)."""
         self.model = model
+        vocab_size = int(model.get_layer("logits").units)
+        self.never = never_mask(vocab_size, never)
+        self.eos_id = -1 if eos_id is None else eos_id
         self._generate = tf.function(lambda *args: sample_ids(model, *args), reduce_retracing=True)
 
     def generate(
@@ -99,27 +109,50 @@ class Sampler:
             tf.constant(decoding.top_k, tf.int32),
             tf.constant(decoding.top_p, tf.float32),
             tf.constant(seed, tf.int64),
+            self.never,
+            tf.constant(self.eos_id, tf.int32),
         )
         return out.numpy()
 
 
-def sample_ids(model, prompt, length, temperature, top_k, top_p, seed) -> tf.Tensor:
+def never_mask(vocab_size: int, never: list[int]) -> tf.Tensor:
+    """An additive logit mask: -inf at the ids a sampler must never draw, 0 elsewhere."""
+    mask = np.zeros(vocab_size, np.float32)
+    mask[list(never)] = -np.inf
+    return tf.constant(mask)
+
+
+def after_end(ids: tf.Tensor, eos_id: tf.Tensor) -> tf.Tensor:
+    """1.0 where a token still belongs to its sequence (up to and including the first end
+    token), 0.0 after it. ``eos_id`` -1: no end token, every position counts."""
+    ended = tf.cumsum(tf.cast(ids == eos_id, tf.int32), axis=1, exclusive=True)
+    return tf.cast(ended == 0, tf.float32)
+
+
+def sample_ids(
+    model, prompt, length, temperature, top_k, top_p, seed, never=None, eos_id=-1
+) -> tf.Tensor:
     """Graph-level sampling loop: [batch, prompt_len] prompts -> [batch, length] token ids.
 
     Usable inside other compiled functions (the GAN's training steps sample with it too).
+    ``never`` is an additive logit mask (``never_mask``); after an ``eos_id`` token the rest of
+    a row is padding (0).
     """
+    if never is None:
+        never = tf.zeros([int(model.get_layer("logits").units)])
     batch = tf.shape(prompt)[0]
     state = zero_state(model, batch)
     logits, state = forward(model, prompt, state)
-    last = logits[:, -1, :]
+    last = logits[:, -1, :] + never
     tokens = tf.TensorArray(tf.int32, size=length)
     for t in tf.range(length):
         step_seed = tf.stack([seed, tf.cast(t, tf.int64)])
         token = choose_tokens(last, temperature, top_k, top_p, step_seed)
         tokens = tokens.write(t, token)
         logits, state = forward(model, token[:, None], state)
-        last = logits[:, -1, :]
-    return tf.transpose(tokens.stack())
+        last = logits[:, -1, :] + never
+    ids = tf.transpose(tokens.stack())
+    return tf.where(after_end(ids, eos_id) > 0, ids, tf.zeros_like(ids))
 
 
 def generate_texts(
@@ -132,9 +165,30 @@ def generate_texts(
     seed: int = 0,
 ) -> list[str]:
     """Continuations of ``prompt`` as text (the prompt itself not included)."""
-    prompt_ids = vocab.encode(prompt or "\n")
-    if prompt and (prompt_ids == vocab.unk_id).any():
-        unknown = sorted({c for c, i in zip(prompt, prompt_ids, strict=False) if i == vocab.unk_id})
-        print(f"warning: prompt characters not in the vocabulary, read as unknown: {unknown}")
-    ids = Sampler(model).generate(prompt_ids, num_samples, length, decoding, seed)
-    return [vocab.decode(row) for row in ids]
+    return [
+        vocab.decode(row)
+        for row in generate_ids(model, vocab, prompt, num_samples, length, decoding, seed)
+    ]
+
+
+def generate_ids(
+    model: keras.Model,
+    vocab: Vocabulary,
+    prompt: str,
+    num_samples: int,
+    length: int,
+    decoding: Decoding = Decoding(),
+    seed: int = 0,
+) -> np.ndarray:
+    """Continuations of ``prompt`` as token ids [num_samples, length] (padded after an end)."""
+    prompt_ids = vocab.prompt_ids(prompt)
+    if prompt and vocab.unk_id is not None and (prompt_ids == vocab.unk_id).any():
+        print(
+            f"warning: parts of the prompt {prompt!r} are not in the vocabulary (read as unknown)"
+        )
+    return sampler_for(model, vocab).generate(prompt_ids, num_samples, length, decoding, seed)
+
+
+def sampler_for(model: keras.Model, vocab: Vocabulary) -> Sampler:
+    """The sampler of ``model`` under ``vocab``'s special tokens."""
+    return Sampler(model, vocab.never_sampled, vocab.eos_id)

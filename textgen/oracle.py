@@ -1,0 +1,116 @@
+"""The synthetic oracle benchmark (SeqGAN, Texygen, "Language GANs Falling Short").
+
+A randomly initialised LSTM, the oracle, plays the real data: its samples are the corpus, and
+because its probabilities are known, the quality of any model's samples can be measured
+exactly: ``nll_oracle``, the oracle's NLL of them. ``nll_test``, the model's NLL of held-out
+oracle sequences, measures the other side: how much of the oracle's distribution the model
+covers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from textgen.backend import keras, tf
+from textgen.config import OracleParams
+from textgen.corpus import BOS, PAD, Vocabulary
+from textgen.lstm import build_model, forward, rows_nll, zero_state
+from textgen.sampling import Decoding, sampler_for
+
+_NEVER = -1e4  # the logit bias that keeps the oracle from ever emitting a special token
+
+
+def oracle_vocabulary(size: int) -> Vocabulary:
+    """``size`` word tokens ``w0``.. ``w{size-1}``, after padding and a begin token (no end
+    token: every oracle sequence has the same length, as in SeqGAN)."""
+    return Vocabulary((PAD, BOS, *(f"w{i}" for i in range(size))), kind="word", specials=(PAD, BOS))
+
+
+def build_oracle(vocab: Vocabulary, p: OracleParams, seed: int) -> keras.Model:
+    """The oracle LSTM, every weight drawn from N(0, ``p.init_std``) with ``seed`` (SeqGAN's
+    target LSTM draws all its parameters from N(0, 1))."""
+    model = build_model(len(vocab), p.as_lstm())
+    rng = np.random.default_rng(seed)
+    model.set_weights(
+        [rng.normal(0.0, p.init_std, w.shape).astype(np.float32) for w in model.get_weights()]
+    )
+    kernel, bias = model.get_layer("logits").get_weights()
+    kernel[:, vocab.never_sampled] = 0.0
+    bias[vocab.never_sampled] = _NEVER
+    model.get_layer("logits").set_weights([kernel, bias])
+    return model
+
+
+def sample_sequences(
+    oracle: keras.Model, vocab: Vocabulary, n: int, length: int, seed: int, batch: int = 2000
+) -> np.ndarray:
+    """``n`` rows [n, length + 1] of ``<bos>`` and ``length`` tokens drawn from the oracle."""
+    sampler = sampler_for(oracle, vocab)
+    prompt = np.array([vocab.bos_id], np.int32)
+    parts = [
+        sampler.generate(prompt, min(batch, n - i), length, Decoding(1.0), seed * 7919 + i)
+        for i in range(0, n, batch)
+    ]
+    ids = np.concatenate(parts)
+    return np.concatenate([np.full((n, 1), vocab.bos_id, np.int32), ids], axis=1)
+
+
+def entropy_rate(model: keras.Model, rows: np.ndarray, batch: int = 1000) -> float:
+    """Mean entropy (nats/token) of the model's next-token distributions along ``rows``.
+
+    On rows the model sampled itself, this estimates the same quantity as the model's mean NLL
+    of them (its entropy rate), with much less variance: the test of a correct NLL.
+    """
+    total = 0.0
+    for i in range(0, len(rows), batch):
+        x = tf.constant(rows[i : i + batch, :-1], tf.int32)
+        logits, _ = forward(model, x, zero_state(model, tf.shape(x)[0]))
+        log_p = tf.nn.log_softmax(logits, axis=-1)
+        total += float(tf.reduce_sum(-tf.reduce_sum(tf.exp(log_p) * log_p, axis=-1)))
+    return total / (rows.shape[0] * (rows.shape[1] - 1))
+
+
+def uniform_sequences(vocab: Vocabulary, n: int, length: int, seed: int) -> np.ndarray:
+    """Rows of tokens drawn uniformly from the non-special vocabulary: the weakest generator."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(len(vocab.specials), len(vocab), (n, length), dtype=np.int32)
+    return np.concatenate([np.full((n, 1), vocab.bos_id, np.int32), ids], axis=1)
+
+
+def oracle_sweep(
+    model: keras.Model,
+    oracle: keras.Model,
+    vocab: Vocabulary,
+    test: np.ndarray,
+    temperatures: list[float],
+    num_samples: int,
+    seed: int,
+    name: str = "model",
+    batch: int = 1000,
+) -> list[dict[str, float]]:
+    """Per temperature: ``nll_oracle`` of the model's samples (quality, exact) and
+    ``nll_test``, the tempered model's NLL of held-out oracle rows (coverage)."""
+    from textgen.evaluation import lm_score  # the one scorer of samples
+
+    sampler = sampler_for(model, vocab)
+    prompt = np.array([vocab.bos_id], np.int32)
+    length = test.shape[1] - 1
+    points = []
+    for i, t in enumerate(temperatures):
+        ids = np.concatenate(
+            [
+                sampler.generate(prompt, min(batch, num_samples - j), length, Decoding(t), key)
+                for j in range(0, num_samples, batch)
+                for key in [seed * 1_000_003 + i * 100_003 + j]  # distinct per batch and T
+            ]
+        )
+        context = np.full((len(ids), 1), vocab.bos_id, np.int32)
+        point = {
+            "temperature": t,
+            "nll_oracle": lm_score(oracle, context, ids, batch=batch),
+            "nll_test": rows_nll(model, test, batch, temperature=t),
+        }
+        print(f"  {name} T={t:g}: NLL oracle {point['nll_oracle']:.3f}, ", end="")
+        print(f"NLL test {point['nll_test']:.3f}", flush=True)
+        points.append(point)
+    return points
