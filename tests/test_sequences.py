@@ -11,7 +11,7 @@ from textgen.corpus import Vocabulary, prepare_corpus, real_tokens
 from textgen.evaluation import lm_score
 from textgen.gan import gumbel_rollout
 from textgen.lstm import PAD_ID, build_model, row_dataset, rows_nll, train
-from textgen.sampling import Decoding, sampler_for
+from textgen.sampling import Decoding, never_mask, sampler_for
 from textgen.seeding import seed_everything
 
 from .conftest import make_play
@@ -126,9 +126,7 @@ def test_gumbel_rollout_pads_after_the_end_token_hard_and_soft():
     bias[vocab.eos_id] = 3.0
     model.get_layer("logits").set_weights([kernel, bias])
     first = tf.fill([32, 1], vocab.bos_id)
-    never = tf.constant(
-        np.where(np.isin(range(len(vocab)), vocab.never_sampled), -np.inf, 0.0), tf.float32
-    )
+    never = never_mask(len(vocab), vocab.never_sampled)
     soft, ids = gumbel_rollout(
         model, first, 12, tf.constant(5.0), tf.constant(3, tf.int64), never, vocab.eos_id
     )

@@ -14,6 +14,7 @@ import numpy as np
 from textgen.backend import keras, tf
 from textgen.config import OracleParams
 from textgen.corpus import BOS, PAD, Vocabulary
+from textgen.evaluation import lm_score
 from textgen.lstm import build_model, forward, rows_nll, zero_state
 from textgen.sampling import Decoding, sampler_for
 
@@ -90,8 +91,6 @@ def oracle_sweep(
 ) -> list[dict[str, float]]:
     """Per temperature: ``nll_oracle`` of the model's samples (quality, exact) and
     ``nll_test``, the tempered model's NLL of held-out oracle rows (coverage)."""
-    from textgen.evaluation import lm_score  # the one scorer of samples
-
     sampler = sampler_for(model, vocab)
     prompt = np.array([vocab.bos_id], np.int32)
     length = test.shape[1] - 1
