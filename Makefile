@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # dvc.yaml runs `python stages/...`: that must be the environment's python.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test setup corpus lint bench clean
+.PHONY: run test setup corpus lint bench clean pipeline-ci
 
 run: setup corpus
 	$(BIN)/dvc repro
@@ -26,6 +26,11 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 
 corpus: setup
 	$(BIN)/python -m textgen fetch-corpus
+
+# Pipeline CI (see .github/workflows/pipeline.yml): pull, reproduce, verify, push, report.
+BASE ?= origin/main
+pipeline-ci: setup corpus
+	bash scripts/pipeline_ci.sh $(BASE)
 
 lint: setup
 	$(BIN)/ruff check .

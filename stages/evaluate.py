@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import stage_params
 
 from textgen.artifacts import load_model, load_tokens, read_jsonl, write_json, write_text_atomic
-from textgen.config import load_params
 from textgen.corpus import Vocabulary
 from textgen.errors import UserError, exit_on_user_error
 from textgen.evaluation import (
@@ -33,7 +33,7 @@ DATA = Path("data/prepared")
 
 
 def main() -> None:
-    params = load_params()
+    params = stage_params("evaluate")
     p = params.evaluate
     seed_everything(params.seed)
     start = time.perf_counter()

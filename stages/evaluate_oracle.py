@@ -7,8 +7,9 @@ model's NLL of held-out oracle sequences (coverage); both over ``evaluate.temper
 
 from pathlib import Path
 
+from _common import stage_params
+
 from textgen.artifacts import load_model, load_tokens, write_json, write_text_atomic
-from textgen.config import load_params
 from textgen.errors import UserError, exit_on_user_error
 from textgen.evaluation import Criterion, compare_curves, comparison_metrics, verdict
 from textgen.oracle import oracle_sweep
@@ -24,7 +25,7 @@ ORACLE = Criterion(
 
 
 def main() -> None:
-    params = load_params()
+    params = stage_params("evaluate")
     p = params.evaluate
     seed_everything(params.seed)
     oracle, vocab = load_model("models/oracle.keras")

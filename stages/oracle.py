@@ -6,8 +6,9 @@ run on its sequences as on any corpus of lines.
 
 from pathlib import Path
 
+from _common import stage_params
+
 from textgen.artifacts import atomic_dir, save_model, save_tokens, write_json
-from textgen.config import load_params
 from textgen.errors import exit_on_user_error
 from textgen.evaluation import lm_score
 from textgen.oracle import (
@@ -23,7 +24,7 @@ OUT = Path("data/prepared")
 
 
 def main() -> None:
-    params = load_params()
+    params = stage_params("oracle")
     p = params.oracle
     seed_everything(params.seed)
     vocab = oracle_vocabulary(p.vocab_size)

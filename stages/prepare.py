@@ -3,8 +3,9 @@
 import os
 from pathlib import Path
 
+from _common import stage_params
+
 from textgen.artifacts import atomic_dir, save_tokens, write_json
-from textgen.config import load_params
 from textgen.corpus import corpus_files, prepare_corpus, read_corpus
 from textgen.errors import UserError, exit_on_user_error
 
@@ -13,7 +14,7 @@ OUT = Path("data/prepared")
 
 
 def main() -> None:
-    p = load_params().data
+    p = stage_params("prepare").data
     files = corpus_files(p.corpus)
     outside = [f for f in files if not Path(os.path.abspath(f)).is_relative_to(RAW.absolute())]
     if outside:

@@ -1,7 +1,8 @@
 """sample: each model (LSTM, GAN generator) -> samples/<model>.jsonl, one JSON object per sample."""
 
+from _common import stage_params
+
 from textgen.artifacts import load_model, write_jsonl
-from textgen.config import load_params
 from textgen.corpus import real_tokens
 from textgen.errors import exit_on_user_error
 from textgen.sampling import Decoding, generate_ids
@@ -11,7 +12,7 @@ MODELS = {"lstm": "models/lstm.keras", "gan": "models/gan/generator.keras"}
 
 
 def main() -> None:
-    params = load_params()
+    params = stage_params("sample")
     p = params.sample
     seed_everything(params.seed)
     decoding = Decoding(p.temperature, p.top_k, p.top_p)

@@ -1,9 +1,11 @@
 """train_lstm: data/prepared/ -> models/lstm.keras (+ vocabulary), metrics/lstm.json, curves."""
 
+import shutil
 from pathlib import Path
 
-from textgen.artifacts import checkpoint_dir, load_tokens, save_model, write_json
-from textgen.config import load_params
+from _common import stage_params
+
+from textgen.artifacts import checkpoint_dir, copy_dir, load_tokens, save_model, write_json
 from textgen.corpus import Vocabulary
 from textgen.errors import UserError, exit_on_user_error
 from textgen.lstm import build_model, heldout_nll, resume_epoch, train
@@ -15,7 +17,7 @@ DATA = Path("data/prepared")
 
 
 def main() -> None:
-    params = load_params()
+    params = stage_params("train_lstm")
     p = params.lstm
     seed_everything(params.seed)
     vocab = Vocabulary.load(DATA / "vocab.json")
@@ -25,15 +27,18 @@ def main() -> None:
 
     model = build_model(len(vocab), p)
     print(f"LSTM language model: {model.count_params():,} parameters, vocabulary {len(vocab)}")
-    backup = checkpoint_dir(
+    # A killed run resumes from here: weights and optimizer after each epoch (backup/) and
+    # the curves so far (dvclive/). Outside the stage's outputs, which DVC deletes first.
+    run_dir = checkpoint_dir(
         "train_lstm",
         f"{params.seed} {p.model_dump_json()}",
         [DATA / "train.npy", DATA / "val.npy", DATA / "vocab.json"],
     )
+    backup = run_dir / "backup"
     done = resume_epoch(backup)
     if done:
         print(f"resuming a killed run after epoch {done} (from {backup})")
-    live = open_live("dvclive/train_lstm", resume=done > 0)
+    live = open_live(str(run_dir / "dvclive"), resume=done > 0)
     try:
         result = train(
             model,
@@ -52,17 +57,20 @@ def main() -> None:
         **likelihood_metrics(val_nll, prefix="val_"),
         "epochs": result.epochs,
         "steps": result.steps,
-        "train_seconds": round(result.seconds, 1),
-        "train_tokens_per_s": round(result.tokens_per_s, 1),
         "parameters": model.count_params(),
     }
     save_model(model, vocab, "models/lstm.keras")
     write_json("metrics/lstm.json", metrics)
+    copy_dir(run_dir / "dvclive", "dvclive/train_lstm")
+    shutil.rmtree(run_dir)
+    # Wall-clock figures differ run to run: kept out of the hashed outputs.
+    timings = {"train_seconds": result.seconds, "train_tokens_per_s": result.tokens_per_s}
+    write_json("timings/train_lstm.json", {k: round(v, 1) for k, v in timings.items()})
     print(
         f"validation: {metrics['val_nll_nats']:.4f} nats/token, "
         f"{metrics['val_bpc']:.4f} bits/token, "
         f"perplexity {metrics['val_perplexity']:.2f} after {result.epochs} epoch(s), "
-        f"{result.seconds:.0f} s"
+        f"{result.seconds:.0f} s, {result.tokens_per_s:,.0f} tokens/s"
     )
 
 

@@ -1,11 +1,17 @@
+import json
+import time
+import zipfile
+
 import numpy as np
 import pytest
 
 from textgen.artifacts import (
     atomic_dir,
     atomic_path,
+    copy_dir,
     load_tokens,
     read_jsonl,
+    save_keras,
     save_tokens,
     write_json,
     write_jsonl,
@@ -66,3 +72,47 @@ def test_jsonl_round_trip_keeps_unicode(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"a": 1}\n{oops\n')
     with pytest.raises(UserError, match=r"bad.jsonl:2: not valid JSON"):
         read_jsonl(tmp_path / "bad.jsonl")
+
+
+def _tiny_model():
+    from textgen.backend import keras
+
+    keras.backend.clear_session()  # the same auto-generated layer names each time
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((None,), dtype="int32")
+    hidden = keras.layers.LSTM(4)(keras.layers.Embedding(7, 3)(inputs))
+    return keras.Model(inputs, keras.layers.Dense(2)(hidden))
+
+
+def test_saved_keras_files_are_byte_identical_across_saves(tmp_path):
+    """Keras stamps each save with the time and numbers shared objects by memory address;
+    dvc.lock must change with neither."""
+    from textgen.backend import keras
+
+    model = _tiny_model()
+    save_keras(model, tmp_path / "a.keras")
+    time.sleep(1.1)  # Keras' date_saved has one-second resolution
+    save_keras(_tiny_model(), tmp_path / "b.keras")  # same weights, other objects
+    assert (tmp_path / "a.keras").read_bytes() == (tmp_path / "b.keras").read_bytes()
+    with zipfile.ZipFile(tmp_path / "a.keras") as z:
+        assert {i.date_time for i in z.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+        assert json.loads(z.read("metadata.json")) == {"keras_version": keras.__version__}
+        assert '"shared_object_id": 1}' in z.read("config.json").decode()
+    loaded = keras.saving.load_model(tmp_path / "a.keras", safe_mode=True)
+    for a, b in zip(model.get_weights(), loaded.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.keras", "b.keras"]  # no leftovers
+
+
+def test_copy_dir_replaces_the_destination(tmp_path):
+    (tmp_path / "src/sub").mkdir(parents=True)
+    (tmp_path / "src/sub/x.tsv").write_text("1")
+    (tmp_path / "dest").mkdir()
+    (tmp_path / "dest/stale.tsv").write_text("old")
+    copy_dir(tmp_path / "src", tmp_path / "dest")
+    assert sorted(
+        str(p.relative_to(tmp_path / "dest")) for p in (tmp_path / "dest").rglob("*")
+    ) == [
+        "sub",
+        "sub/x.tsv",
+    ]

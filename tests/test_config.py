@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from textgen.config import Params, load_params, parse_params
+from textgen.config import DeclaredParams, LSTMParams, Params, load_params, parse_params
 from textgen.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,3 +68,16 @@ def test_bad_yaml_and_missing_file(tmp_path):
 def test_code_defaults_match_the_shipped_params_file():
     # One source of truth for a user reading either: params.yaml spells out every default.
     assert load_params(ROOT / "params.yaml") == Params()
+
+
+def test_declared_params_allow_only_declared_keys():
+    params = DeclaredParams(
+        parse_params({"seed": 5}), frozenset({"seed", "lstm", "sample.prompt"}), "stage 'x'"
+    )
+    assert params.seed == 5
+    assert params.lstm.hidden == LSTMParams().hidden  # a whole section, defaults included
+    assert params.sample.prompt == "\n"
+    with pytest.raises(UserError, match=r"stage 'x' reads params key 'sample\.length' but"):
+        params.sample.length  # noqa: B018
+    with pytest.raises(UserError, match="reads params key 'gan'"):
+        params.gan  # noqa: B018

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -44,6 +45,12 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def copy_dir(src: str | Path, dest: str | Path) -> None:
+    """Copy the folder ``src`` to ``dest`` (replacing it), atomically."""
+    with atomic_dir(dest) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
 
 
 def checkpoint_dir(stage: str, settings: str, inputs: list[Path]) -> Path:
@@ -117,10 +124,55 @@ def vocab_path_for(model_path: str | Path) -> Path:
     return Path(model_path).with_suffix(".vocab.json")
 
 
+FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold
+
+
+def _renumber_shared_objects(config, ids: dict | None = None):
+    """``config`` with every ``shared_object_id`` replaced by 1, 2, ... in order of first
+    appearance: the same sharing, without the process's memory addresses."""
+    ids = {} if ids is None else ids
+    if isinstance(config, dict):
+        return {
+            k: ids.setdefault(v, len(ids) + 1)
+            if k == "shared_object_id"
+            else _renumber_shared_objects(v, ids)
+            for k, v in config.items()
+        }
+    if isinstance(config, list):
+        return [_renumber_shared_objects(v, ids) for v in config]
+    return config
+
+
+def save_keras(model, path: str | Path) -> None:
+    """A Keras 3 file whose bytes depend only on the model, so the same weights give the same
+    hash in dvc.lock. Keras stamps every save with the time (``date_saved`` in metadata.json,
+    and the weights' zip entry), which is dropped, and numbers the objects that layers share
+    (dtype policies) by their memory addresses, which are renumbered in order of appearance."""
+    with tempfile.TemporaryDirectory() as scratch:
+        raw = Path(scratch) / "model.keras"
+        model.save(raw)
+        with (
+            zipfile.ZipFile(raw) as src,
+            atomic_path(path) as tmp,
+            zipfile.ZipFile(tmp, "w") as dst,
+        ):
+            for info in src.infolist():
+                data = src.read(info)
+                if info.filename == "metadata.json":
+                    meta = json.loads(data)
+                    meta.pop("date_saved", None)
+                    data = json.dumps(meta).encode()
+                elif info.filename == "config.json":
+                    data = json.dumps(_renumber_shared_objects(json.loads(data))).encode()
+                entry = zipfile.ZipInfo(info.filename, date_time=FIXED_ZIP_TIME)
+                entry.compress_type = info.compress_type
+                entry.external_attr = 0o644 << 16
+                dst.writestr(entry, data)
+
+
 def save_model(model, vocab, path: str | Path) -> None:
     """A Keras 3 file plus its vocabulary beside it, so the model samples without prepared data."""
-    with atomic_path(path) as tmp:
-        model.save(tmp)
+    save_keras(model, path)
     vocab.save(vocab_path_for(path))
 
 

@@ -221,3 +221,23 @@ def _section_at(loc: tuple[Any, ...]) -> type[BaseModel]:
     for part in loc:
         model = model.model_fields[str(part)].annotation  # type: ignore[assignment]
     return model
+
+
+class DeclaredParams:
+    """A read-only view of ``Params`` that allows only some dotted keys (and what lies below
+    them): a stage reads what its pipeline declares, and anything else is an error naming
+    the key, not a silent dependency that DVC does not track."""
+
+    def __init__(self, params: BaseModel, declared: frozenset[str], owner: str, prefix: str = ""):
+        self._params, self._declared, self._owner, self._prefix = params, declared, owner, prefix
+
+    def __getattr__(self, name: str) -> Any:
+        key = self._prefix + name
+        value = getattr(self._params, name)
+        if any(key == d or key.startswith(d + ".") for d in self._declared):
+            return value
+        if isinstance(value, BaseModel) and any(d.startswith(key + ".") for d in self._declared):
+            return DeclaredParams(value, self._declared, self._owner, key + ".")
+        raise UserError(
+            f"{self._owner} reads params key '{key}' but does not declare it under params"
+        )

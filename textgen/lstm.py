@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 import weakref
 from dataclasses import dataclass
@@ -213,6 +214,8 @@ def train(
     val = eval_dataset(val_tokens, p.seq_len, p.eval_batch_size)
     # Restoring must happen before any other callback sees the model: it goes first.
     backup = [keras.callbacks.BackupAndRestore(str(backup_dir))] if backup_dir else []
+    if verbose == "auto":  # a progress bar on a terminal; one line per epoch in a CI log
+        verbose = 1 if sys.stdout.isatty() else 2
     start = time.perf_counter()
     hist = model.fit(
         ds,

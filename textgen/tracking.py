@@ -11,9 +11,8 @@ def open_live(directory: str, resume: bool = False):
     ``resume`` continues the curves already in ``directory`` (a resumed training run);
     otherwise they are cleared.
     """
-    from scmrepo.exceptions import SCMError
-
     from dvclive import Live
+    from scmrepo.exceptions import SCMError
 
     try:
         return Live(directory, dvcyaml=False, save_dvc_exp=False, report=None, resume=resume)

@@ -1,0 +1,250 @@
+"""A team's workflow end to end, on the tiny profile: a pipeline run published to a git origin
+and a local-folder DVC remote, then fresh clones that reproduce it byte for byte, restore from
+the run-cache, pull instead of retraining, verify it in pipeline CI, and queue experiments
+that each run their own code."""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.test_pipeline import (
+    EVALUATE_KEYS,
+    METRIC_KEYS,
+    TIMINGS,
+    TINY_PARAMS,
+    init_repo,
+    make_repo,
+    read_metrics,
+    run,
+    stages_run,
+)
+
+pytestmark = pytest.mark.slow
+STAGES = {"prepare", "train_lstm", "train_gan", "sample", "evaluate"}
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory) -> Path:
+    """``origin.git`` and a DVC remote ``remote/``, holding a run of the pipeline made in
+    clone ``a`` (which stays, with its outputs and timings)."""
+    root = tmp_path_factory.mktemp("team")
+    src = init_repo(make_repo(root / "src"))
+    run(f"dvc remote add -d storage {root / 'remote'}", src)
+    # The built-in corpus is fetched at set-up; this small one travels in git.
+    run("git add -f data/raw/tiny && git commit -qam 'DVC remote, corpus'", src)
+    run("git clone -q --bare src origin.git", root)
+    a = clone(root, "a")
+    out = run("dvc repro", a).stdout
+    assert stages_run(out) == STAGES
+    run("git add -A && git commit -qm 'pipeline run' && git push -q origin main", a)
+    run("dvc push", a)
+    return root
+
+
+def clone(root: Path, name: str, branch: str = "main") -> Path:
+    run(f"git clone -q -b {branch} origin.git {name}", root)
+    return root / name
+
+
+def set_param(repo: Path, key: str, value) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    section, name = key.split(".")
+    params[section][name] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def test_pipeline_outputs_metrics_and_plots(team):
+    repo = team / "a"
+    for out in [
+        "data/prepared/train.npy",
+        "data/prepared/vocab.json",
+        "data/prepared/stats.json",
+        "models/lstm.keras",
+        "models/lstm.vocab.json",
+        "samples/lstm.jsonl",
+        "models/gan/generator.keras",
+        "models/gan/generator.vocab.json",
+        "models/gan/discriminator.keras",
+        "samples/gan.jsonl",
+        "dvclive/train_lstm/plots/metrics/train/loss.tsv",
+        "dvclive/train_lstm/plots/metrics/eval/loss.tsv",
+        "dvclive/train_gan/plots/metrics/d_accuracy_real.tsv",
+        "plots/sweep/lstm.json",
+        "reports/report.md",
+    ]:
+        assert (repo / out).is_file(), out
+    assert not list((repo / "checkpoints/train_lstm").glob("*")), "a finished run keeps no backup"
+    epochs = (repo / "dvclive/train_lstm/plots/metrics/train/loss.tsv").read_text().splitlines()
+    assert len(epochs) == 1 + TINY_PARAMS["lstm"]["epochs"], "one curve point per epoch"
+    train = np.load(repo / "data/prepared/train.npy", allow_pickle=False)
+    assert train.dtype == np.int32 and train.ndim == 1
+    metrics = read_metrics(repo)
+    for name, keys in METRIC_KEYS.items():
+        assert keys <= metrics[name].keys(), name
+        assert not TIMINGS & metrics[name].keys(), f"{name}: timings make hashes differ"
+    assert set(metrics["metrics/evaluate.json"]) == {"lstm", "gan", "compare"}
+    for model in ["lstm", "gan"]:
+        assert metrics["metrics/evaluate.json"][model].keys() >= EVALUATE_KEYS
+        sweep = json.loads((repo / f"plots/sweep/{model}.json").read_text())
+        assert [p["temperature"] for p in sweep] == [0.7, 1.3]
+    compare = metrics["metrics/evaluate.json"]["compare"]
+    assert set(compare) == {"bleu", "lm"}
+    report = (repo / "reports/report.md").read_text()
+    assert "## Verdict" in report and "## Temperature sweep" in report
+    assert report.count("```text") == 2 * 2  # 2 models x 2 temperatures x 1 sample
+    assert metrics["metrics/lstm.json"]["val_nll_nats"] < np.log(
+        metrics["metrics/prepare.json"]["vocab_size"]
+    ), "the model must beat a uniform guess"
+    for model in ["lstm", "gan"]:
+        samples = [json.loads(line) for line in (repo / f"samples/{model}.jsonl").open()]
+        assert len(samples) == 10 and all(s["model"] == model for s in samples)
+        assert {"temperature", "top_k", "top_p", "seed", "prompt", "text"} <= samples[0].keys()
+        assert all(len(s["text"]) == 40 and s["prompt"] == "ROMEO." for s in samples)
+
+    assert stages_run(run("dvc repro", repo).stdout) == set()
+    assert "up to date" in run("dvc status", repo).stdout
+    assert run("git status --porcelain", repo).stdout == ""
+    # Timings: outside the hashed outputs, still in `dvc metrics show`.
+    shown = json.loads(run("dvc metrics show --json", repo).stdout)
+    files = next(iter(shown.values()))["data"]
+    assert files["metrics/evaluate.json"]["data"]["lstm"]["test_bpc"] > 0
+    assert files["timings/train_lstm.json"]["data"]["train_tokens_per_s"] > 0
+    assert files["timings/train_gan.json"]["data"]["train_seconds"] > 0
+    plots = run("dvc plots show --json", repo).stdout
+    assert "LSTM loss" in plots
+    assert "Quality vs diversity: BLEU-4 against Self-BLEU-4" in plots
+
+    gen = run(
+        f"{sys.executable} -m textgen generate --model models/lstm.keras "
+        "--prompt ROMEO. -n 2 --length 30 --seed 3",
+        repo,
+    )
+    assert gen.stdout.startswith("ROMEO.")
+
+
+def test_fresh_clone_reproduces_the_lock_and_the_run_cache_restores(team):
+    repo = clone(team, "c")  # no outputs, its own empty cache
+    assert stages_run(run("dvc repro", repo).stdout) == STAGES
+    # Byte-identical: every hash in the committed dvc.lock (made in clone a) comes out again.
+    assert run("git status --porcelain", repo).stdout == ""
+    first = read_metrics(repo)
+
+    set_param(repo, "lstm.hidden", 12)
+    assert "train_lstm" in stages_run(run("dvc repro", repo).stdout)
+    run("git checkout params.yaml", repo)
+    back = run("dvc repro", repo).stdout
+    assert stages_run(back) == set(), back  # every stage restored, nothing retrained
+    assert "Stage 'train_lstm' is cached - skipping run" in back
+    assert run("git status --porcelain", repo).stdout == ""
+    assert read_metrics(repo) == first
+
+
+def test_teammate_pulls_and_pipeline_ci_verifies_a_change(team):
+    b = clone(team, "b")
+    run("dvc pull", b)
+    assert stages_run(run("dvc repro", b).stdout) == set(), "pulled outputs need no training"
+    assert "up to date" in run("dvc status", b).stdout
+    set_param(b, "gan.steps", 6)
+    assert stages_run(run("dvc repro", b).stdout) == {"train_gan", "sample", "evaluate"}
+    # A pull request whose dvc.lock was committed but whose artifacts were never pushed.
+    run("git checkout -q -b longer-gan && git commit -qam 'gan.steps 6'", b)
+    run("git push -q origin longer-gan", b)
+
+    ci = clone(team, "ci", branch="longer-gan")
+    report = team / "report.md"
+    proc = run(f"REPORT={report} bash scripts/pipeline_ci.sh origin/main", ci)
+    text = report.read_text()
+    assert "Reproduced: `dvc status` is clean and dvc.lock is the committed one." in text
+    assert "stages run here: train_gan sample evaluate" in text, proc.stdout
+    assert "The LSTM" in text or "GAN" in text  # the verdict paragraph
+    metrics_table = text.split("## Metrics")[1].split("## Params")[0]
+    assert "metrics/gan.json" in metrics_table and "steps" in metrics_table
+    assert "metrics/prepare.json" not in metrics_table, "unchanged metrics are not listed"
+    assert "timings/" not in metrics_table and "failed to load" not in metrics_table
+    assert "gan.steps" in text.split("## Params")[1]
+    assert "dvc_plots/index.html" in text and (ci / "dvc_plots/index.html").is_file()
+    # CI pushed what it made: the remote now holds every output of this dvc.lock.
+    assert "in sync" in run("dvc status --cloud", ci).stdout
+
+    # A params change committed without its dvc.lock fails the gate, with the reason.
+    set_param(ci, "evaluate.report_samples", 2)
+    run("git commit -qam 'params only'", ci)
+    proc = run(f"REPORT={report} bash scripts/pipeline_ci.sh origin/main", ci, check=False)
+    assert proc.returncode == 1
+    assert "dvc.lock differs from the committed one" in proc.stderr
+    assert "**Failed**" in report.read_text()
+
+
+def test_queued_experiments_run_their_own_code_and_params(team):
+    repo = clone(team, "q")
+    run("dvc pull", repo)
+    # The first experiment carries a library change; the second does not.
+    metrics_py = repo / "textgen/metrics.py"
+    original = metrics_py.read_text()
+    changed = original.replace(
+        'f"{prefix}nll_nats": nll_nats,', 'f"{prefix}nll_nats": nll_nats, "code_mark": 1.0,'
+    )
+    assert changed != original
+    metrics_py.write_text(changed)
+    run("dvc exp run --queue -n changed-code -S lstm.hidden=12", repo)
+    metrics_py.write_text(original)
+    run("dvc exp run --queue -n plain -S lstm.hidden=10", repo)
+    run("dvc queue start -j 2", repo)
+    deadline = time.monotonic() + 900
+    while "Queued" in (status := run("dvc queue status", repo).stdout) or "Running" in status:
+        assert time.monotonic() < deadline, status
+        time.sleep(5)
+    assert "Failed" not in status, run("dvc queue logs plain", repo, check=False).stdout
+
+    rows = {r["name"]: r for r in _exp_rows(json.loads(run("dvc exp show --json", repo).stdout))}
+    changed_row, plain_row = rows["changed-code"], rows["plain"]
+    assert _params(changed_row)["lstm"]["hidden"] == 12
+    assert _params(plain_row)["lstm"]["hidden"] == 10
+    changed_lstm = _metrics(changed_row, "metrics/lstm.json")
+    plain_lstm = _metrics(plain_row, "metrics/lstm.json")
+    assert changed_lstm["code_mark"] == 1.0, "the experiment ran its own textgen/metrics.py"
+    assert "code_mark" not in plain_lstm
+    assert changed_lstm["parameters"] > plain_lstm["parameters"]
+    assert _metrics(plain_row, "metrics/evaluate.json")["lstm"]["bleu_4"] >= 0
+    run("dvc queue stop", repo, check=False)
+
+
+def _exp_rows(tree):
+    """Every experiment (and baseline) entry in `dvc exp show --json` output."""
+    if isinstance(tree, list):
+        for item in tree:
+            yield from _exp_rows(item)
+    elif isinstance(tree, dict):
+        if "rev" in tree and "data" in tree and "name" in tree:
+            yield tree
+        for key, value in tree.items():
+            if key != "data":
+                yield from _exp_rows(value)
+
+
+def _params(row) -> dict:
+    return row["data"]["params"]["params.yaml"]["data"]
+
+
+def _metrics(row, path: str) -> dict:
+    return row["data"]["metrics"][path]["data"]
+
+
+def test_clone_sharing_an_environment_runs_its_own_library(tmp_path):
+    """`python stages/x.py` imports the textgen beside it, not the one the venv points at."""
+    repo = make_repo(tmp_path / "other-clone")
+    corpus = repo / "textgen/corpus.py"
+    original = corpus.read_text()
+    corpus.write_text(
+        original.replace(
+            '"vocab_size": len(self.vocab),', '"code_mark": 1,\n"vocab_size": len(self.vocab),'
+        )
+    )
+    assert corpus.read_text() != original
+    run(f"{sys.executable} stages/prepare.py", repo)
+    assert json.loads((repo / "metrics/prepare.json").read_text())["code_mark"] == 1
