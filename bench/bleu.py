@@ -22,10 +22,9 @@ SMOOTH = SmoothingFunction().method1
 def corpus_sentences() -> list[list[str]]:
     test, vocab = Path("data/prepared/test.npy"), Path("data/prepared/vocab.json")
     if test.is_file() and vocab.is_file():
-        from textgen.artifacts import load_tokens
-        from textgen.corpus import Vocabulary
+        from textgen.artifacts import load_tokens, load_vocab
 
-        return sentences(Vocabulary.load(vocab).decode(load_tokens(test)))
+        return sentences(load_vocab(vocab).decode(load_tokens(test)))
     rng = random.Random(0)
     words = [f"w{i}" for i in range(300)]
     return [[rng.choice(words) for _ in range(rng.randint(3, 15))] for _ in range(20000)]

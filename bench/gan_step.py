@@ -16,8 +16,8 @@ import time
 import numpy as np
 
 from textgen.backend import keras, tf
-from textgen.config import GANParams, LSTMParams
-from textgen.gan import GANTrainer, build_discriminator, copy_model
+from textgen.config import load_params
+from textgen.gan import Conditions, TextGAN, build_discriminator, copy_model
 from textgen.lstm import build_model
 from textgen.seeding import seed_everything
 
@@ -41,7 +41,10 @@ def main() -> None:
     args = parser.parse_args()
 
     seed_everything(0)
-    lm = build_model(args.vocab, LSTMParams(hidden=args.hidden, layers=args.layers))
+    shipped = load_params("params.yaml")  # every other setting as the pipeline has it
+    lm = build_model(
+        args.vocab, shipped.lstm.model_copy(update={"hidden": args.hidden, "layers": args.layers})
+    )
     rng = np.random.default_rng(0)
     x = tf.constant(rng.integers(1, args.vocab, (args.batch, args.seq_len)), tf.int32)
     y = tf.constant(rng.integers(1, args.vocab, (args.batch, args.seq_len)), tf.int32)
@@ -54,15 +57,21 @@ def main() -> None:
     print(f"model {args.layers}x{args.hidden} LSTM, batch {args.batch} x {args.seq_len} tokens")
     print(f"MLE step:                    {t_mle * 1000:8.1f} ms   1.0x")
     for algorithm in ["gumbel", "reinforce"]:
-        p = GANParams(algorithm=algorithm, seq_len=args.seq_len, batch_size=args.batch)
-        trainer = GANTrainer(copy_model(lm), build_discriminator(args.vocab, p), lm, p, seed=0)
-        beta = tf.constant(10.0)
+        update = {"algorithm": algorithm, "seq_len": args.seq_len, "batch_size": args.batch}
+        p = shipped.gan.model_copy(update=update)
+        conditions = Conditions(args.seq_len, args.vocab)
+        gan = TextGAN(copy_model(lm), build_discriminator(args.vocab, p), p, 0, conditions)
+        gan.compile(keras.optimizers.Adam(1e-4), keras.optimizers.Adam(1e-4))
+        gan.beta.assign(10.0)
+        # Compiled as fit compiles them (one function per update kind).
+        g_compiled = tf.function(lambda seed, gan=gan: gan.g_step(x, y, seed))
+        d_compiled = tf.function(lambda seed, gan=gan: gan.d_step(x[:, :1], y, seed))
 
-        def g_step(i, trainer=trainer, beta=beta):
-            return trainer.g_step(x, y, beta, tf.constant(i, tf.int64))
+        def g_step(i, g_compiled=g_compiled):
+            return g_compiled(tf.constant(i, tf.int64))
 
-        def d_step(i, trainer=trainer, beta=beta):
-            return trainer.d_step(x[:, :1], y, beta, tf.constant(i, tf.int64))
+        def d_step(i, d_compiled=d_compiled):
+            return d_compiled(tf.constant(i, tf.int64))
 
         t_g, t_d = timed(g_step, args.repeats), timed(d_step, args.repeats)
         print(f"{algorithm:9s} generator step:    {t_g * 1000:8.1f} ms {t_g / t_mle:6.1f}x")

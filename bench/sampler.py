@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from textgen.config import LSTMParams
+from textgen.config import load_params
 from textgen.lstm import build_model
 from textgen.sampling import Decoding, Sampler
 from textgen.seeding import seed_everything
@@ -39,7 +39,10 @@ def main() -> None:
     args = parser.parse_args()
 
     seed_everything(0)
-    model = build_model(args.vocab, LSTMParams(hidden=args.hidden, layers=args.layers))
+    shipped = load_params("params.yaml").lstm  # every other setting as the pipeline has it
+    model = build_model(
+        args.vocab, shipped.model_copy(update={"hidden": args.hidden, "layers": args.layers})
+    )
     prompt = np.array([1, 2, 3], np.int32)
 
     sampler = Sampler(model)

@@ -20,18 +20,27 @@ if Path(textgen.__file__).resolve().parent != ROOT / "textgen":
 import yaml  # noqa: E402
 
 from textgen.config import DeclaredParams, Params, load_params  # noqa: E402
-from textgen.errors import UserError  # noqa: E402
+from textgen.errors import UserError, configure_logging  # noqa: E402
+
+# Where the stages of both pipelines (./dvc.yaml, oracle/dvc.yaml) hand each other their
+# artifacts, relative to the pipeline's folder (each stage's working directory).
+PREPARED = Path("data/prepared")
+MODELS = {"lstm": Path("models/lstm.keras"), "gan": Path("models/gan/generator.keras")}
+ORACLE = Path("models/oracle.keras")  # the synthetic benchmark's data source
+LABELS = {"lstm": "the LSTM (MLE)", "gan": "the GAN"}  # how reports name the models
+DVC_YAML = Path("dvc.yaml")
+configure_logging()
 
 
-def stage_params(stage: str, dvc_yaml: str | Path = "dvc.yaml") -> DeclaredParams:
+def stage_params(stage: str) -> DeclaredParams:
     """``params.yaml``, validated whole, of which the stage may read only the keys that its
-    entry in ``dvc_yaml`` declares: reading any other key is an error, so a param that
+    entry in ``dvc.yaml`` declares: reading any other key is an error, so a param that
     changes what a stage computes can never be missing from what DVC tracks for it."""
     try:
-        entry = yaml.safe_load(Path(dvc_yaml).read_text(encoding="utf-8"))["stages"][stage]
+        entry = yaml.safe_load(DVC_YAML.read_text(encoding="utf-8"))["stages"][stage]
     except (OSError, KeyError, TypeError, yaml.YAMLError):
         raise UserError(
-            f"{dvc_yaml}: no stage '{stage}' (run a stage from its pipeline's folder)"
+            f"{DVC_YAML}: no stage '{stage}' (run a stage from its pipeline's folder)"
         ) from None
     declared: list[str] = []
     for item in entry.get("params", []):
@@ -40,4 +49,4 @@ def stage_params(stage: str, dvc_yaml: str | Path = "dvc.yaml") -> DeclaredParam
         else:  # {file: [keys]}: only params.yaml is read
             declared.extend(item.get("params.yaml", []))
     params: Params = load_params()
-    return DeclaredParams(params, frozenset(declared), f"{dvc_yaml}: stage '{stage}'")
+    return DeclaredParams(params, frozenset(declared), f"{DVC_YAML}: stage '{stage}'")

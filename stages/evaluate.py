@@ -5,13 +5,18 @@ then a temperature sweep of both, and the verdict from their quality-diversity c
 """
 
 import time
-from pathlib import Path
 
 import numpy as np
-from _common import stage_params
+from _common import LABELS, MODELS, PREPARED, stage_params
 
-from textgen.artifacts import load_model, load_tokens, read_jsonl, write_json, write_text_atomic
-from textgen.corpus import Vocabulary
+from textgen.artifacts import (
+    load_model,
+    load_tokens,
+    load_vocab,
+    read_jsonl,
+    write_json,
+    write_text_atomic,
+)
 from textgen.errors import UserError, exit_on_user_error
 from textgen.evaluation import (
     CRITERIA,
@@ -25,11 +30,9 @@ from textgen.evaluation import (
 from textgen.lstm import heldout_nll
 from textgen.metrics import likelihood_metrics
 from textgen.report import render_report
+from textgen.sampling import prompt_context
 from textgen.seeding import seed_everything
-
-MODELS = {"lstm": "models/lstm.keras", "gan": "models/gan/generator.keras"}
-LABELS = {"lstm": "the LSTM (MLE)", "gan": "the GAN"}
-DATA = Path("data/prepared")
+from textgen.vocab import Vocabulary
 
 
 def main() -> None:
@@ -37,14 +40,16 @@ def main() -> None:
     p = params.evaluate
     seed_everything(params.seed)
     start = time.perf_counter()
-    vocab = Vocabulary.load(DATA / "vocab.json")
+    vocab = load_vocab(PREPARED / "vocab.json")
     judge, _ = load_model(MODELS["lstm"])  # the LSTM trained on real data scores every sample
-    real = RealData(vocab, load_tokens(DATA / "train.npy"), load_tokens(DATA / "test.npy"), judge)
+    real = RealData(
+        vocab, load_tokens(PREPARED / "train.npy"), load_tokens(PREPARED / "test.npy"), judge
+    )
     metrics, sweeps = {}, {}
     for name, path in MODELS.items():
         model, model_vocab = load_model(path)
         if model_vocab.tokens != vocab.tokens:
-            raise UserError(f"{path}: trained on another vocabulary than {DATA}/vocab.json")
+            raise UserError(f"{path}: trained on another vocabulary than {PREPARED}/vocab.json")
         context, ids = encode_samples(read_jsonl(f"samples/{name}.jsonl"), vocab)
         nll = heldout_nll(model, real.test_ids, p.batch_size)
         try:
@@ -86,7 +91,7 @@ def main() -> None:
 def encode_samples(records: list[dict], vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
     """The samples' token ids [n, length] (padded with 0 after an end token), with their
     prompts [n, prompt_len] as context."""
-    context = [vocab.prompt_ids(r["prompt"]) for r in records]
+    context = [prompt_context(vocab, r["prompt"]) for r in records]
     if len({len(c) for c in context}) > 1:
         raise UserError("samples/*.jsonl: every sample must share its prompt")
     ids = np.zeros((len(records), max(r["length"] for r in records)), np.int32)

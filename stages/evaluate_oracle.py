@@ -5,9 +5,7 @@ plots/sweep/, reports/report.md.
 model's NLL of held-out oracle sequences (coverage); both over ``evaluate.temperatures``.
 """
 
-from pathlib import Path
-
-from _common import stage_params
+from _common import LABELS, MODELS, ORACLE, PREPARED, stage_params
 
 from textgen.artifacts import load_model, load_tokens, write_json, write_text_atomic
 from textgen.errors import UserError, exit_on_user_error
@@ -16,10 +14,8 @@ from textgen.oracle import oracle_sweep
 from textgen.report import render_oracle_report
 from textgen.seeding import seed_everything
 
-MODELS = {"lstm": "models/lstm.keras", "gan": "models/gan/generator.keras"}
-LABELS = {"lstm": "the LSTM (MLE)", "gan": "the GAN"}
 # NLL test is exact for a model (no sampling); 0.01 nats is below any gap worth a verdict.
-ORACLE = Criterion(
+ORACLE_CRITERION = Criterion(
     "oracle", "nll_oracle", False, "nll_test", False, "NLL oracle", "NLL test", tie=0.01
 )
 
@@ -28,10 +24,10 @@ def main() -> None:
     params = stage_params("evaluate")
     p = params.evaluate
     seed_everything(params.seed)
-    oracle, vocab = load_model("models/oracle.keras")
-    test = load_tokens(Path("data/prepared/test.npy"))
+    oracle, vocab = load_model(ORACLE)
+    test = load_tokens(PREPARED / "test.npy")
     if test.ndim != 2:
-        raise UserError("data/prepared/test.npy: expected oracle sequences (run the oracle stage)")
+        raise UserError(f"{PREPARED}/test.npy: expected oracle sequences (run the oracle stage)")
     metrics, sweeps = {}, {}
     for name, path in MODELS.items():
         model, _ = load_model(path)
@@ -43,7 +39,7 @@ def main() -> None:
         at_one = [pt for pt in sweeps[name] if pt["temperature"] == 1.0]
         at_one = at_one or oracle_sweep(*args, [1.0], p.num_samples, params.seed, name)
         metrics[name] = {k: v for k, v in at_one[0].items() if k != "temperature"}
-    comparison = compare_curves(sweeps["lstm"], sweeps["gan"], ORACLE, ("lstm", "gan"))
+    comparison = compare_curves(sweeps["lstm"], sweeps["gan"], ORACLE_CRITERION, ("lstm", "gan"))
     metrics["compare"] = {"oracle": comparison_metrics(comparison)}
     answer = verdict([comparison], LABELS)
     write_json("metrics/evaluate.json", metrics)

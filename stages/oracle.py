@@ -4,11 +4,9 @@ The first stage of the synthetic benchmark (oracle/dvc.yaml); train_lstm and tra
 run on its sequences as on any corpus of lines.
 """
 
-from pathlib import Path
+from _common import ORACLE, PREPARED, stage_params
 
-from _common import stage_params
-
-from textgen.artifacts import atomic_dir, save_model, save_tokens, write_json
+from textgen.artifacts import atomic_dir, save_model, save_tokens, save_vocab, write_json
 from textgen.errors import exit_on_user_error
 from textgen.evaluation import lm_score
 from textgen.oracle import (
@@ -18,9 +16,7 @@ from textgen.oracle import (
     sample_sequences,
     uniform_sequences,
 )
-from textgen.seeding import seed_everything
-
-OUT = Path("data/prepared")
+from textgen.seeding import derive_seed, seed_everything
 
 
 def main() -> None:
@@ -32,7 +28,7 @@ def main() -> None:
     sizes = [p.train_sequences, p.val_sequences, p.test_sequences]
     rows = sample_sequences(oracle, vocab, sum(sizes), p.seq_len, params.seed)
     train, val, test = rows[: sizes[0]], rows[sizes[0] : -sizes[2]], rows[-sizes[2] :]
-    uniform = uniform_sequences(vocab, p.test_sequences, p.seq_len, params.seed + 1)
+    uniform = uniform_sequences(vocab, p.test_sequences, p.seq_len, derive_seed(params.seed, 2))
     metrics = {
         "oracle_entropy_nats": entropy_rate(oracle, test),
         "nll_oracle_real": lm_score(oracle, test[:, :1], test[:, 1:], batch=1000),
@@ -40,12 +36,12 @@ def main() -> None:
         "train_sequences": len(train),
         "vocab_size": len(vocab),
     }
-    with atomic_dir(OUT) as tmp:
+    with atomic_dir(PREPARED) as tmp:
         for name, split in [("train", train), ("val", val), ("test", test)]:
             save_tokens(tmp / f"{name}.npy", split)
-        vocab.save(tmp / "vocab.json")
+        save_vocab(vocab, tmp / "vocab.json")
         write_json(tmp / "stats.json", {**metrics, "oracle": p.model_dump()})
-    save_model(oracle, vocab, "models/oracle.keras")
+    save_model(oracle, vocab, ORACLE)
     write_json("metrics/oracle.json", metrics)
     print(
         f"oracle: {len(train):,} / {len(val):,} / {len(test):,} sequences of {p.seq_len} tokens "

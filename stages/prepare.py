@@ -3,14 +3,13 @@
 import os
 from pathlib import Path
 
-from _common import stage_params
+from _common import PREPARED, stage_params
 
-from textgen.artifacts import atomic_dir, save_tokens, write_json
+from textgen.artifacts import atomic_dir, save_tokens, save_vocab, write_json
 from textgen.corpus import corpus_files, prepare_corpus, read_corpus
 from textgen.errors import UserError, exit_on_user_error
 
 RAW = Path("data/raw")  # the stage's declared input: the corpus must live below it
-OUT = Path("data/prepared")
 
 
 def main() -> None:
@@ -44,10 +43,10 @@ def main() -> None:
         "tokenizer": p.tokenizer,
         "lowercase": p.lowercase,
     }
-    with atomic_dir(OUT) as tmp:
+    with atomic_dir(PREPARED) as tmp:
         for split in ("train", "val", "test"):
             save_tokens(tmp / f"{split}.npy", getattr(corpus, split))
-        corpus.vocab.save(tmp / "vocab.json")
+        save_vocab(corpus.vocab, tmp / "vocab.json")
         write_json(tmp / "stats.json", stats)
     write_json("metrics/prepare.json", metrics)
     print(

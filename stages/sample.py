@@ -1,14 +1,12 @@
 """sample: each model (LSTM, GAN generator) -> samples/<model>.jsonl, one JSON object per sample."""
 
-from _common import stage_params
+from _common import MODELS, stage_params
 
 from textgen.artifacts import load_model, write_jsonl
 from textgen.corpus import real_tokens
 from textgen.errors import exit_on_user_error
 from textgen.sampling import Decoding, generate_ids
 from textgen.seeding import seed_everything
-
-MODELS = {"lstm": "models/lstm.keras", "gan": "models/gan/generator.keras"}
 
 
 def main() -> None:

@@ -1,27 +1,30 @@
 """train_lstm: data/prepared/ -> models/lstm.keras (+ vocabulary), metrics/lstm.json, curves."""
 
 import shutil
-from pathlib import Path
 
-from _common import stage_params
+from _common import MODELS, PREPARED, stage_params
 
-from textgen.artifacts import checkpoint_dir, copy_dir, load_tokens, save_model, write_json
-from textgen.corpus import Vocabulary
+from textgen.artifacts import (
+    checkpoint_dir,
+    copy_dir,
+    load_tokens,
+    load_vocab,
+    save_model,
+    write_json,
+)
 from textgen.errors import UserError, exit_on_user_error
 from textgen.lstm import build_model, heldout_nll, resume_epoch, train
 from textgen.metrics import likelihood_metrics
 from textgen.seeding import seed_everything
 from textgen.tracking import open_live
 
-DATA = Path("data/prepared")
-
 
 def main() -> None:
     params = stage_params("train_lstm")
     p = params.lstm
     seed_everything(params.seed)
-    vocab = Vocabulary.load(DATA / "vocab.json")
-    train_ids, val_ids = load_tokens(DATA / "train.npy"), load_tokens(DATA / "val.npy")
+    vocab = load_vocab(PREPARED / "vocab.json")
+    train_ids, val_ids = load_tokens(PREPARED / "train.npy"), load_tokens(PREPARED / "val.npy")
 
     from dvclive.keras import DVCLiveCallback  # after textgen, which quiets TF start-up logs
 
@@ -32,7 +35,7 @@ def main() -> None:
     run_dir = checkpoint_dir(
         "train_lstm",
         f"{params.seed} {p.model_dump_json()}",
-        [DATA / "train.npy", DATA / "val.npy", DATA / "vocab.json"],
+        [PREPARED / "train.npy", PREPARED / "val.npy", PREPARED / "vocab.json"],
     )
     backup = run_dir / "backup"
     done = resume_epoch(backup)
@@ -59,7 +62,7 @@ def main() -> None:
         "steps": result.steps,
         "parameters": model.count_params(),
     }
-    save_model(model, vocab, "models/lstm.keras")
+    save_model(model, vocab, MODELS["lstm"])
     write_json("metrics/lstm.json", metrics)
     copy_dir(run_dir / "dvclive", "dvclive/train_lstm")
     shutil.rmtree(run_dir)

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from textgen.config import DeclaredParams, LSTMParams, Params, load_params, parse_params
+from tests.params import ORACLE_SHIPPED, SHIPPED, merged
+from textgen.config import DeclaredParams, Params, load_params, parse_params
 from textgen.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -14,10 +15,36 @@ def test_repository_params_are_valid():
     assert params.data.corpus == "data/raw/shakespeare"
 
 
-def test_defaults_fill_missing_sections():
-    params = parse_params({"seed": 3})
-    assert params.seed == 3
-    assert params.lstm.layers >= 1
+def test_the_oracle_benchmarks_params_are_valid_without_the_sections_it_does_not_read():
+    params = load_params(ROOT / "oracle/params.yaml")
+    assert params.oracle.vocab_size == 5000
+    assert params.data is None and params.sample is None
+
+
+def _without(raw: dict, dotted: str) -> dict:
+    *parents, last = dotted.split(".")
+    out = merged(raw, {})
+    node = out
+    for part in parents:
+        node[part] = dict(node[part])
+        node = node[part]
+    del node[last]
+    return out
+
+
+def _keys(raw: dict, prefix: str = ""):
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            yield from _keys(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"
+
+
+@pytest.mark.parametrize("key", list(_keys(SHIPPED)))
+def test_every_key_must_be_set_params_yaml_is_the_one_home_of_values(key):
+    with pytest.raises(UserError) as err:
+        parse_params(_without(SHIPPED, key))
+    assert str(err.value).startswith(f"params.yaml: {key}: missing"), err.value
 
 
 @pytest.mark.parametrize(
@@ -42,7 +69,7 @@ def test_defaults_fill_missing_sections():
 )
 def test_mistakes_name_the_dotted_key(raw, expected):
     with pytest.raises(UserError) as err:
-        parse_params(raw)
+        parse_params(merged(SHIPPED, raw))
     message = str(err.value)
     assert message.startswith(f"params.yaml: {expected}"), message
     assert "\n" not in message
@@ -50,7 +77,8 @@ def test_mistakes_name_the_dotted_key(raw, expected):
 
 def test_scientific_notation_string_is_a_number():
     # PyYAML reads `1e-3` as a string; users write it anyway.
-    assert parse_params({"lstm": {"learning_rate": "1e-3"}}).lstm.learning_rate == 1e-3
+    params = parse_params(merged(SHIPPED, {"lstm": {"learning_rate": "1e-3"}}))
+    assert params.lstm.learning_rate == 1e-3
 
 
 def test_bad_yaml_and_missing_file(tmp_path):
@@ -65,19 +93,26 @@ def test_bad_yaml_and_missing_file(tmp_path):
         load_params(bad)
 
 
-def test_code_defaults_match_the_shipped_params_file():
-    # One source of truth for a user reading either: params.yaml spells out every default.
-    assert load_params(ROOT / "params.yaml") == Params()
-
-
 def test_declared_params_allow_only_declared_keys():
     params = DeclaredParams(
-        parse_params({"seed": 5}), frozenset({"seed", "lstm", "sample.prompt"}), "stage 'x'"
+        parse_params(merged(SHIPPED, {"seed": 5})),
+        frozenset({"seed", "lstm", "sample.prompt"}),
+        "stage 'x'",
     )
     assert params.seed == 5
-    assert params.lstm.hidden == LSTMParams().hidden  # a whole section, defaults included
+    assert params.lstm.hidden == SHIPPED["lstm"]["hidden"]  # a whole section
     assert params.sample.prompt == "\n"
     with pytest.raises(UserError, match=r"stage 'x' reads params key 'sample\.length' but"):
         params.sample.length  # noqa: B018
     with pytest.raises(UserError, match="reads params key 'gan'"):
         params.gan  # noqa: B018
+
+
+def test_a_stage_reading_a_section_its_file_lacks_stops_naming_it():
+    params = DeclaredParams(
+        parse_params(ORACLE_SHIPPED), frozenset({"seed", "sample"}), "stage 'x'"
+    )
+    with pytest.raises(
+        UserError, match=r"params\.yaml has no 'sample' section, which stage 'x' reads"
+    ):
+        params.sample  # noqa: B018

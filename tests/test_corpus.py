@@ -1,17 +1,13 @@
 import unicodedata
 
-import numpy as np
 import pytest
 
 from textgen.corpus import (
-    UNK_TEXT,
-    Vocabulary,
     corpus_files,
     prepare_corpus,
     read_corpus,
     read_text,
     split_corpus,
-    unk_rate,
 )
 from textgen.errors import UserError
 
@@ -88,34 +84,6 @@ def test_split_refuses_too_little_text():
         split_corpus(["abc"], 0.1, 0.1)
     with pytest.raises(UserError, match="too few to split"):
         split_corpus(["abcdefghijklmno"], 0.1, 0.1, per_file=True)  # 1 held-out char
-
-
-def test_vocabulary_round_trip_and_unknowns():
-    vocab = Vocabulary.from_text("hello world\n")
-    ids = vocab.encode("hello world\n")
-    assert ids.dtype == np.int32
-    assert vocab.decode(ids) == "hello world\n"
-    assert vocab.unk_id not in ids
-    unknown = vocab.encode("help!")
-    assert unknown.tolist()[-2:] == [vocab.unk_id, vocab.unk_id]  # 'p' and '!' unseen
-    assert vocab.decode(unknown) == f"hel{UNK_TEXT}{UNK_TEXT}"
-    assert unk_rate(unknown, vocab) == pytest.approx(2 / 5)
-
-
-def test_korean_round_trip_and_json(tmp_path):
-    vocab = Vocabulary.from_text(KOREAN)
-    ids = vocab.encode(KOREAN)
-    assert vocab.decode(ids) == KOREAN
-    assert "태" in vocab.tokens
-    vocab.save(tmp_path / "vocab.json")
-    again = Vocabulary.load(tmp_path / "vocab.json")
-    assert again == vocab
-    assert "태" in (tmp_path / "vocab.json").read_text(encoding="utf-8")  # readable, not escaped
-
-
-def test_lowercase_vocabulary_folds_input():
-    vocab = Vocabulary.from_text("romeo", lowercase=True)
-    assert vocab.decode(vocab.encode("ROMEO")) == "romeo"
 
 
 def test_prepare_builds_vocabulary_from_train_only():

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from textgen.config import EvaluateParams, LSTMParams
-from textgen.corpus import Vocabulary
+from tests.corpora import make_play
+from tests.params import evaluate_params, lstm_params
+from textgen.config import EvaluateParams
 from textgen.evaluation import (
     CRITERIA,
     RealData,
@@ -19,11 +20,10 @@ from textgen.lstm import build_model, train
 from textgen.metrics import CopyIndex
 from textgen.report import render_report
 from textgen.seeding import seed_everything
-
-from .conftest import make_play
+from textgen.vocab import Vocabulary
 
 BLEU, LM = CRITERIA
-TINY_LM = LSTMParams(
+TINY_LM = lstm_params(
     embedding_dim=8, hidden=24, layers=1, seq_len=32, batch_size=8, epochs=2, warmup_steps=5
 )
 
@@ -184,7 +184,7 @@ def tiny():
 
 def sweep_params(**kw) -> EvaluateParams:
     values = dict(temperatures=[0.5, 1.0, 1.5], num_samples=12, length=120, reverse_lm=TINY_LM)
-    return EvaluateParams(**{**values, **kw})
+    return evaluate_params(**{**values, **kw})
 
 
 @pytest.fixture(scope="module")

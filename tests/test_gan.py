@@ -1,22 +1,25 @@
 import numpy as np
 import pytest
 
-from tests.conftest import make_play
+from tests.corpora import make_play
+from tests.params import gan_params, lstm_params
 from textgen.backend import keras, tf
-from textgen.config import GANParams, LSTMParams
-from textgen.corpus import Vocabulary
 from textgen.gan import (
-    GANTrainer,
+    Conditions,
+    GANMonitor,
+    TextGAN,
     beta_at,
     build_discriminator,
     copy_model,
     d_loss,
-    gumbel_rollout,
+    fit_gan,
 )
-from textgen.lstm import build_model, train
+from textgen.lstm import build_model, resume_epoch, train
+from textgen.sampling import Decoding, never_mask, rollout
 from textgen.seeding import seed_everything
+from textgen.vocab import Vocabulary
 
-LM = LSTMParams(
+LM = lstm_params(
     embedding_dim=16,
     hidden=32,
     layers=1,
@@ -73,7 +76,7 @@ def _corrupt(windows, vocab_size, seed):
 
 @pytest.mark.parametrize("kind", ["cnn", "lstm"])
 def test_discriminator_shapes_and_soft_inputs(kind):
-    p = GANParams(discriminator=kind, **SMALL_GAN)
+    p = gan_params(discriminator=kind, **SMALL_GAN)
     disc = build_discriminator(7, p)
     hard = tf.one_hot(np.zeros((3, 16), np.int32), 7)
     soft = tf.nn.softmax(tf.random.normal((3, 16, 7)))
@@ -85,7 +88,7 @@ def test_discriminator_shapes_and_soft_inputs(kind):
 def test_discriminator_learns_to_separate_real_from_corrupted(corpus, kind):
     vocab, train_ids, val_ids = corpus
     seed_everything(1)
-    p = GANParams(discriminator=kind, **SMALL_GAN)
+    p = gan_params(discriminator=kind, **SMALL_GAN)
     disc = build_discriminator(len(vocab), p)
     opt = keras.optimizers.Adam(3e-3)
     v = len(vocab)
@@ -107,13 +110,25 @@ def test_discriminator_learns_to_separate_real_from_corrupted(corpus, kind):
     assert (acc_real + acc_fake) / 2 > 0.85, (acc_real, acc_fake)
 
 
+def make_gan(lm, vocab, p, seed):
+    gan = TextGAN(
+        copy_model(lm), build_discriminator(len(vocab), p), p, seed, Conditions.of(vocab, p.seq_len)
+    )
+    gan.compile(
+        d_optimizer=keras.optimizers.Adam(p.d_learning_rate),
+        g_optimizer=keras.optimizers.Adam(p.g_learning_rate),
+    )
+    return gan
+
+
 def test_gumbel_gradients_reach_the_generator(lm, corpus):
     vocab = corpus[0]
-    p = GANParams(**SMALL_GAN)
+    p = gan_params(**SMALL_GAN)
     gen, disc = copy_model(lm), build_discriminator(len(vocab), p)
     first = tf.constant(np.ones((4, 1), np.int32))
+    never = never_mask(len(vocab), [])
     with tf.GradientTape() as tape:
-        soft, ids = gumbel_rollout(gen, first, 16, tf.constant(5.0), tf.constant(1, tf.int64))
+        ids, soft = rollout(gen, first, 16, Decoding(), tf.constant(1, tf.int64), never, -1, 5.0)
         score = tf.reduce_mean(disc(soft))
     grads = tape.gradient(score, gen.trainable_variables)
     assert soft.shape == (4, 16, len(vocab)) and ids.shape == (4, 16)
@@ -124,51 +139,63 @@ def test_gumbel_gradients_reach_the_generator(lm, corpus):
     np.testing.assert_array_equal(tf.argmax(soft, -1).numpy(), ids.numpy())
 
 
-def _mean_score(trainer, val_ids, seed):
+def test_the_gumbel_rollout_samples_the_models_distribution(lm, corpus):
+    """Gumbel-max draws are exact samples: token frequencies match the model's probabilities,
+    as the sampler's do (the same rollout loop, the relaxation aside)."""
+    vocab, n = corpus[0], 20_000
+    first = tf.constant(np.full((n, 1), vocab.encode("\n")[0], np.int32))
+    probs = tf.nn.softmax(lm(first[:1])[0, -1]).numpy()
+    never = never_mask(len(vocab), [])
+    gumbel, _ = rollout(lm, first, 1, Decoding(), tf.constant(5, tf.int64), never, -1, 1.0)
+    drawn, _ = rollout(lm, first, 1, Decoding(), tf.constant(6, tf.int64), never)
+    for ids in (gumbel, drawn):
+        freq = np.bincount(ids.numpy().ravel(), minlength=len(vocab)) / n
+        assert np.abs(freq - probs).sum() < 0.06  # L1; about 0.04 expected from 20k draws
+
+
+def _mean_score(gan, val_ids, seed):
     first = _windows(val_ids, 64, 16, seed)[:, :1]
-    ids = trainer.sampler.generate_batch(first, 16, seed=seed)
-    return float(tf.reduce_mean(trainer.disc(tf.one_hot(ids, trainer.vocab_size))))
+    ids, _ = gan.generate(tf.constant(first), tf.constant(seed, tf.int64))
+    return float(tf.reduce_mean(gan.discriminator(tf.one_hot(ids, gan.vocab_size))))
 
 
 @pytest.mark.parametrize("algorithm", ["gumbel", "reinforce"])
 def test_generator_steps_raise_a_frozen_discriminators_score(lm, corpus, algorithm):
     vocab, train_ids, val_ids = corpus
     seed_everything(2)
-    p = GANParams(algorithm=algorithm, loss="standard", g_learning_rate=3e-3, **SMALL_GAN)
-    trainer = GANTrainer(copy_model(lm), build_discriminator(len(vocab), p), lm, p, seed=2)
+    p = gan_params(algorithm=algorithm, loss="standard", g_learning_rate=3e-3, **SMALL_GAN)
+    gan = make_gan(lm, vocab, p, seed=2)
+    gan.beta.assign(5.0)
     for step in range(40):  # teach D first, then freeze it
         x = _windows(train_ids, 16, 16, step)
-        trainer.d_step(
-            tf.constant(x[:, :1]),
-            tf.constant(x[:, 1:]),
-            tf.constant(5.0),
-            tf.constant(step, tf.int64),
-        )
-    before = _mean_score(trainer, val_ids, 7)
+        gan.d_step(tf.constant(x[:, :1]), tf.constant(x[:, 1:]), tf.constant(step, tf.int64))
+    before = _mean_score(gan, val_ids, 7)
+    d_weights = [w.copy() for w in gan.discriminator.get_weights()]
     for step in range(15):
         x = _windows(train_ids, 16, 16, 100 + step)
-        trainer.g_step(
-            tf.constant(x[:, :-1]),
-            tf.constant(x[:, 1:]),
-            tf.constant(5.0),
-            tf.constant(100 + step, tf.int64),
-        )
-    after = _mean_score(trainer, val_ids, 7)
+        gan.g_step(tf.constant(x[:, :-1]), tf.constant(x[:, 1:]), tf.constant(100 + step, tf.int64))
+    after = _mean_score(gan, val_ids, 7)
     assert after > before, (before, after)
+    for a, b in zip(d_weights, gan.discriminator.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)  # G's step never moves D
+
+
+def _train(lm, corpus, p, seed, callbacks=(), first_epoch=0, backup=None):
+    vocab, train_ids, val_ids = corpus
+    seed_everything(seed)
+    gan = make_gan(lm, vocab, p, seed)
+    monitor = GANMonitor(lm, val_ids, vocab.decode, seed, resumed=first_epoch > 0)
+    restore = [keras.callbacks.BackupAndRestore(str(backup))] if backup else []
+    fit_gan(gan, train_ids, [*restore, monitor, *callbacks], first_epoch)
+    return gan, monitor
 
 
 @pytest.mark.parametrize("algorithm", ["gumbel", "reinforce"])
 def test_training_is_reproducible_and_reports(lm, corpus, algorithm):
-    vocab, train_ids, val_ids = corpus
-    p = GANParams(algorithm=algorithm, steps=6, d_pretrain_steps=3, **SMALL_GAN)
-    results = []
-    for _ in range(2):
-        seed_everything(4)
-        trainer = GANTrainer(copy_model(lm), build_discriminator(len(vocab), p), lm, p, seed=4)
-        results.append((trainer.train(train_ids, val_ids, vocab.decode), trainer))
-    (a, ta), (b, tb) = results
-    assert a.final == b.final
-    for wa, wb in zip(ta.gen.get_weights(), tb.gen.get_weights(), strict=True):
+    p = gan_params(algorithm=algorithm, steps=6, d_pretrain_steps=3, **SMALL_GAN)
+    (ga, a), (gb, b) = _train(lm, corpus, p, 4), _train(lm, corpus, p, 4)
+    np.testing.assert_equal(a.history, b.history)  # nan (no loss at step 0) equals nan
+    for wa, wb in zip(ga.get_weights(), gb.get_weights(), strict=True):
         np.testing.assert_array_equal(wa, wb)
     assert {
         "d_accuracy_real",
@@ -179,12 +206,41 @@ def test_training_is_reproducible_and_reports(lm, corpus, algorithm):
         "d_loss",
         "g_loss",
         "beta",
-    } <= a.final.keys()
+    } <= a.history[-1].keys()
     assert [h["step"] for h in a.history] == [0, 5, 6]  # the warm start, then every log_every
+    assert ga.g_optimizer.iterations.numpy() == 6  # gan.steps generator updates
+    assert ga.d_optimizer.iterations.numpy() == 3 + 6 * p.d_steps
+
+
+class _Kill(keras.callbacks.Callback):
+    """Stops a run the way a kill would: right after the backup of epoch ``after``."""
+
+    def __init__(self, after: int):
+        super().__init__()
+        self.after = after
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.after:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("algorithm", ["gumbel", "reinforce"])
+def test_a_killed_run_resumes_through_fit_to_the_same_weights(lm, corpus, tmp_path, algorithm):
+    p = gan_params(algorithm=algorithm, steps=9, d_pretrain_steps=2, d_steps=2, **SMALL_GAN)
+    p = p.model_copy(update={"log_every": 3})
+    whole, _ = _train(lm, corpus, p, 5)
+    with pytest.raises(KeyboardInterrupt):
+        _train(lm, corpus, p, 5, [_Kill(after=1)], backup=tmp_path)
+    assert resume_epoch(tmp_path) == 2
+    resumed, monitor = _train(lm, corpus, p, 5, first_epoch=2, backup=tmp_path)
+    assert [h["step"] for h in monitor.history] == [9]  # only the steps it had left
+    for a, b in zip(whole.get_weights(), resumed.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)  # generator, discriminator, reward baseline
+    assert resumed.g_optimizer.iterations.numpy() == 9
 
 
 def test_beta_schedules():
-    p = GANParams(steps=11, beta_max=100.0)
+    p = gan_params(steps=11, beta_max=100.0)
     assert beta_at(0, p) == pytest.approx(1.0)
     assert beta_at(10, p) == pytest.approx(100.0)
     assert beta_at(5, p) == pytest.approx(10.0)  # exponential: geometric midpoint

@@ -1,10 +1,9 @@
 import numpy as np
 import pytest
 
+from tests.params import lstm_params
 from textgen.artifacts import load_model, save_model
 from textgen.backend import keras, tf
-from textgen.config import LSTMParams
-from textgen.corpus import Vocabulary
 from textgen.lstm import (
     build_model,
     forward,
@@ -16,8 +15,9 @@ from textgen.lstm import (
     zero_state,
 )
 from textgen.seeding import seed_everything
+from textgen.vocab import Vocabulary
 
-TINY = LSTMParams(
+TINY = lstm_params(
     embedding_dim=8,
     hidden=16,
     layers=2,

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from textgen.config import OracleParams
+from tests.params import oracle_params
 from textgen.evaluation import lm_score
 from textgen.lstm import sequence_nll
 from textgen.oracle import (
@@ -13,7 +13,7 @@ from textgen.oracle import (
     uniform_sequences,
 )
 
-SMALL = OracleParams(vocab_size=200, seq_len=10, embedding_dim=16, hidden=16)
+SMALL = oracle_params(vocab_size=200, seq_len=10, embedding_dim=16, hidden=16)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.test_pipeline import (
+from tests.repos import (
     EVALUATE_KEYS,
     METRIC_KEYS,
     TIMINGS,

@@ -1,14 +1,14 @@
 import numpy as np
 import pytest
 
+from tests.params import lstm_params
 from textgen.backend import tf
-from textgen.config import LSTMParams
-from textgen.corpus import Vocabulary
 from textgen.lstm import build_model, train
 from textgen.sampling import Decoding, Sampler, filter_logits, generate_texts
 from textgen.seeding import seed_everything
+from textgen.vocab import Vocabulary
 
-SMALL = LSTMParams(embedding_dim=8, hidden=16, layers=1, dropout=0.0, seq_len=16, batch_size=8)
+SMALL = lstm_params(embedding_dim=8, hidden=16, layers=1, dropout=0.0, seq_len=16, batch_size=8)
 
 
 @pytest.fixture(scope="module")

@@ -5,38 +5,29 @@ import json
 import numpy as np
 import pytest
 
+from tests.corpora import make_play
+from tests.params import lstm_params
 from textgen.backend import tf
-from textgen.config import LSTMParams
-from textgen.corpus import Vocabulary, prepare_corpus, real_tokens
+from textgen.corpus import as_text, encode_lines, prepare_corpus, real_tokens
 from textgen.evaluation import lm_score
-from textgen.gan import gumbel_rollout
-from textgen.lstm import PAD_ID, build_model, row_dataset, rows_nll, train
-from textgen.sampling import Decoding, never_mask, sampler_for
+from textgen.lstm import PAD_ID, build_model, logits_layer, row_dataset, rows_nll, train
+from textgen.sampling import Decoding, never_mask, prompt_context, rollout, sampler_for
 from textgen.seeding import seed_everything
+from textgen.vocab import Vocabulary
 
-from .conftest import make_play
-
-SMALL = LSTMParams(embedding_dim=8, hidden=16, layers=1, batch_size=16, epochs=3, warmup_steps=0)
-
-
-def test_word_vocabulary_keeps_the_most_frequent_words_and_maps_the_rest_to_unknown():
-    vocab = Vocabulary.build(["the cat saw the dog.\nthe cat ran"], "word", max_size=5)
-    # <unk>, then by falling count: the (3), cat (2), then ties in order: "\n" < "."
-    assert vocab.tokens == ("<unk>", "the", "cat", "\n", ".")
-    assert vocab.decode(vocab.encode("the bird ran.")) == "the <unk> <unk> ."
-    assert vocab.decode(vocab.encode("the cat\nthe")) == "the cat\nthe"
+SMALL = lstm_params(embedding_dim=8, hidden=16, layers=1, batch_size=16, epochs=3, warmup_steps=0)
 
 
 def test_lines_become_rows_of_begin_tokens_end_and_padding():
     vocab = Vocabulary.build(["a b c", "b c"], "word", lines=True)
     assert vocab.specials == ("<pad>", "<unk>", "<bos>", "<eos>") and vocab.pad_id == PAD_ID
-    rows, dropped = vocab.encode_lines(["a b", "c", "a b c d e"], max_len=3)
+    rows, dropped = encode_lines(vocab, ["a b", "c", "a b c d e"], max_len=3)
     a, b, c = (vocab.tokens.index(t) for t in "abc")
     assert dropped == 1  # five tokens do not fit in three
     assert rows.tolist() == [[2, a, b, 3, 0], [2, c, 3, 0, 0]]
     assert vocab.decode_rows(rows) == ["a b", "c"]
     assert vocab.decode([2, a, 3, b, b]) == "a"  # the end token ends the text
-    assert vocab.as_text(rows) == "a b\nc"
+    assert as_text(rows, vocab) == "a b\nc"
     again = Vocabulary.from_json(json.loads(json.dumps(vocab.to_json())))
     assert again == vocab and again.to_json()["special_tokens"] == {
         "pad": 0,
@@ -50,7 +41,7 @@ def test_character_streams_keep_their_vocabulary_file_format():
     vocab = Vocabulary.from_text("ab\n")
     assert vocab.to_json()["special_tokens"] == {"unk": 0}
     assert vocab.tokens == ("<unk>", "\n", "a", "b")
-    assert vocab.prompt_ids("").tolist() == [1]  # an empty prompt starts at a line break
+    assert prompt_context(vocab, "").tolist() == [1]  # an empty prompt starts at a line break
 
 
 def test_prepare_lines_splits_lines_per_file_and_counts_sequences():
@@ -66,7 +57,7 @@ def test_prepare_lines_splits_lines_per_file_and_counts_sequences():
 def rows_of(text: str, max_len: int = 12):
     lines = [ln for ln in text.split("\n") if ln.strip()]
     vocab = Vocabulary.build(lines, "word", lines=True)
-    rows, _ = vocab.encode_lines(lines, max_len)
+    rows, _ = encode_lines(vocab, lines, max_len)
     return vocab, rows
 
 
@@ -99,11 +90,13 @@ def test_the_end_token_ends_a_sample_and_specials_are_never_drawn():
     vocab, _ = rows_of("a b c\nb c a\n")
     seed_everything(0)
     model = build_model(len(vocab), SMALL)
-    kernel, bias = model.get_layer("logits").get_weights()
+    kernel, bias = logits_layer(model).get_weights()
     bias[[vocab.pad_id, vocab.bos_id]] = 20.0  # the net would pick these, were they allowed
     bias[vocab.eos_id] = 2.0  # ... and ends sequences early
-    model.get_layer("logits").set_weights([kernel, bias])
-    ids = sampler_for(model, vocab).generate(vocab.prompt_ids(""), 64, 30, Decoding(1.0), seed=1)
+    logits_layer(model).set_weights([kernel, bias])
+    ids = sampler_for(model, vocab).generate(
+        prompt_context(vocab, ""), 64, 30, Decoding(1.0), seed=1
+    )
     assert not np.isin(ids, [vocab.bos_id]).any()
     ended = 0
     for row in ids:
@@ -122,13 +115,13 @@ def test_gumbel_rollout_pads_after_the_end_token_hard_and_soft():
     vocab, _ = rows_of("a b c\nb c a\n")
     seed_everything(0)
     model = build_model(len(vocab), SMALL)
-    kernel, bias = model.get_layer("logits").get_weights()
+    kernel, bias = logits_layer(model).get_weights()
     bias[vocab.eos_id] = 3.0
-    model.get_layer("logits").set_weights([kernel, bias])
+    logits_layer(model).set_weights([kernel, bias])
     first = tf.fill([32, 1], vocab.bos_id)
     never = never_mask(len(vocab), vocab.never_sampled)
-    soft, ids = gumbel_rollout(
-        model, first, 12, tf.constant(5.0), tf.constant(3, tf.int64), never, vocab.eos_id
+    ids, soft = rollout(
+        model, first, 12, Decoding(), tf.constant(3, tf.int64), never, vocab.eos_id, 5.0
     )
     ids, soft = ids.numpy(), soft.numpy()
     cut = [np.flatnonzero(r == vocab.eos_id) for r in ids]

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from textgen.backend import keras
 from textgen.errors import UserError
+from textgen.vocab import Vocabulary
 
 
 @contextlib.contextmanager
@@ -143,7 +145,7 @@ def _renumber_shared_objects(config, ids: dict | None = None):
     return config
 
 
-def save_keras(model, path: str | Path) -> None:
+def save_keras(model: keras.Model, path: str | Path) -> None:
     """A Keras 3 file whose bytes depend only on the model, so the same weights give the same
     hash in dvc.lock. Keras stamps every save with the time (``date_saved`` in metadata.json,
     and the weights' zip entry), which is dropped, and numbers the objects that layers share
@@ -170,21 +172,32 @@ def save_keras(model, path: str | Path) -> None:
                 dst.writestr(entry, data)
 
 
-def save_model(model, vocab, path: str | Path) -> None:
+def save_vocab(vocab: Vocabulary, path: str | Path) -> None:
+    write_text_atomic(path, json.dumps(vocab.to_json(), ensure_ascii=False, indent=1))
+
+
+def load_vocab(path: str | Path) -> Vocabulary:
+    path = Path(path)
+    try:
+        return Vocabulary.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise UserError(f"{path}: vocabulary file not found") from None
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+
+
+def save_model(model: keras.Model, vocab: Vocabulary, path: str | Path) -> None:
     """A Keras 3 file plus its vocabulary beside it, so the model samples without prepared data."""
     save_keras(model, path)
-    vocab.save(vocab_path_for(path))
+    save_vocab(vocab, vocab_path_for(path))
 
 
-def load_model(path: str | Path):
+def load_model(path: str | Path) -> tuple[keras.Model, Vocabulary]:
     """(model, vocabulary) from ``save_model``'s files, loaded with Keras safe mode on."""
-    from textgen.backend import keras
-    from textgen.corpus import Vocabulary
-
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: model file not found (run `dvc repro` to train it)")
-    vocab = Vocabulary.load(vocab_path_for(path))
+    vocab = load_vocab(vocab_path_for(path))
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except (ValueError, OSError) as err:

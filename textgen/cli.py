@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from textgen.errors import UserError, exit_on_user_error
+from textgen.errors import UserError, configure_logging, exit_on_user_error
 
 BUILTIN_DEST = Path("data/raw/shakespeare")
 
@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    configure_logging()
     exit_on_user_error(lambda: _run(args))
 
 

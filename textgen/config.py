@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -20,15 +20,15 @@ class _Section(BaseModel):
 
 
 class DataParams(_Section):
-    corpus: str = "data/raw/shakespeare"
-    lowercase: bool = False
-    split: Literal["per_file", "whole"] = "per_file"
-    val_fraction: Fraction = 0.05
-    test_fraction: Fraction = 0.05
-    unit: Literal["stream", "line"] = "stream"
-    tokenizer: Literal["char", "word"] = "char"
-    max_vocab: Annotated[int, Field(ge=2)] | None = None
-    max_len: PositiveInt = 64
+    corpus: str
+    lowercase: bool
+    split: Literal["per_file", "whole"]
+    val_fraction: Fraction
+    test_fraction: Fraction
+    unit: Literal["stream", "line"]
+    tokenizer: Literal["char", "word"]
+    max_vocab: Annotated[int, Field(ge=2)] | None
+    max_len: PositiveInt
 
     @model_validator(mode="after")
     def _leaves_training_data(self) -> DataParams:
@@ -38,46 +38,46 @@ class DataParams(_Section):
 
 
 class LSTMParams(_Section):
-    embedding_dim: PositiveInt = 64
-    hidden: PositiveInt = 192
-    layers: PositiveInt = 2
-    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
-    seq_len: PositiveInt = 128
-    batch_size: PositiveInt = 64
-    epochs: PositiveInt = 4
-    steps_per_epoch: PositiveInt | None = None
-    learning_rate: Annotated[float, Field(gt=0.0)] = 0.005
-    min_learning_rate_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
-    warmup_steps: Annotated[int, Field(ge=0)] = 100
-    clipnorm: Annotated[float, Field(gt=0.0)] = 1.0
-    patience: PositiveInt = 2
-    eval_batch_size: PositiveInt = 64
+    embedding_dim: PositiveInt
+    hidden: PositiveInt
+    layers: PositiveInt
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)]
+    seq_len: PositiveInt
+    batch_size: PositiveInt
+    epochs: PositiveInt
+    steps_per_epoch: PositiveInt | None
+    learning_rate: Annotated[float, Field(gt=0.0)]
+    min_learning_rate_ratio: Annotated[float, Field(ge=0.0, le=1.0)]
+    warmup_steps: Annotated[int, Field(ge=0)]
+    clipnorm: Annotated[float, Field(gt=0.0)]
+    patience: PositiveInt
+    eval_batch_size: PositiveInt
 
 
 class GANParams(_Section):
-    algorithm: Literal["gumbel", "reinforce"] = "gumbel"
-    loss: Literal["rsgan", "standard"] = "rsgan"
-    discriminator: Literal["cnn", "lstm"] = "cnn"
-    seq_len: PositiveInt = 48
-    batch_size: PositiveInt = 32
-    steps: PositiveInt = 300
-    d_pretrain_steps: Annotated[int, Field(ge=0)] = 100
-    d_steps: PositiveInt = 1
-    g_learning_rate: Annotated[float, Field(gt=0.0)] = 1e-4
-    d_learning_rate: Annotated[float, Field(gt=0.0)] = 1e-4
-    clipnorm: Annotated[float, Field(gt=0.0)] = 5.0
-    mle_weight: Annotated[float, Field(ge=0.0)] = 0.0
-    beta_max: Annotated[float, Field(ge=1.0)] = 100.0
-    beta_schedule: Literal["exp", "linear", "constant"] = "exp"
-    baseline_decay: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
-    d_embedding_dim: PositiveInt = 64
-    d_filters: PositiveInt = 64
-    d_filter_widths: Annotated[list[PositiveInt], Field(min_length=1)] = [2, 3, 4, 5]
-    d_hidden: PositiveInt = 64
-    d_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.25
-    log_every: PositiveInt = 25
-    eval_samples: PositiveInt = 64
-    eval_val_tokens: PositiveInt = 20000
+    algorithm: Literal["gumbel", "reinforce"]
+    loss: Literal["rsgan", "standard"]
+    discriminator: Literal["cnn", "lstm"]
+    seq_len: PositiveInt
+    batch_size: PositiveInt
+    steps: PositiveInt
+    d_pretrain_steps: Annotated[int, Field(ge=0)]
+    d_steps: PositiveInt
+    g_learning_rate: Annotated[float, Field(gt=0.0)]
+    d_learning_rate: Annotated[float, Field(gt=0.0)]
+    clipnorm: Annotated[float, Field(gt=0.0)]
+    mle_weight: Annotated[float, Field(ge=0.0)]
+    beta_max: Annotated[float, Field(ge=1.0)]
+    beta_schedule: Literal["exp", "linear", "constant"]
+    baseline_decay: Annotated[float, Field(ge=0.0, lt=1.0)]
+    d_embedding_dim: PositiveInt
+    d_filters: PositiveInt
+    d_filter_widths: Annotated[list[PositiveInt], Field(min_length=1)]
+    d_hidden: PositiveInt
+    d_dropout: Annotated[float, Field(ge=0.0, lt=1.0)]
+    log_every: PositiveInt
+    eval_samples: PositiveInt
+    eval_val_tokens: PositiveInt
 
     @model_validator(mode="after")
     def _convolutions_fit(self) -> GANParams:
@@ -87,42 +87,21 @@ class GANParams(_Section):
 
 
 class SampleParams(_Section):
-    num_samples: PositiveInt = 64
-    length: PositiveInt = 500
-    temperature: Annotated[float, Field(ge=0.0)] = 0.8
-    top_k: Annotated[int, Field(ge=0)] = 0
-    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
-    prompt: str = "\n"
-
-
-# The reverse LM is trained afresh for every set of samples: small and quick by design.
-REVERSE_LM = LSTMParams(
-    embedding_dim=32,
-    hidden=128,
-    layers=1,
-    seq_len=64,
-    batch_size=32,
-    epochs=8,
-    learning_rate=0.01,
-    warmup_steps=20,
-    patience=2,
-    eval_batch_size=64,
-)
+    num_samples: PositiveInt
+    length: PositiveInt
+    temperature: Annotated[float, Field(ge=0.0)]
+    top_k: Annotated[int, Field(ge=0)]
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)]
+    prompt: str
 
 
 class EvaluateParams(_Section):
-    batch_size: PositiveInt = 64
-    temperatures: Annotated[list[Annotated[float, Field(gt=0.0)]], Field(min_length=2)] = [
-        0.5,
-        0.75,
-        1.0,
-        1.25,
-        1.5,
-    ]
-    num_samples: Annotated[int, Field(ge=2)] = 64
-    length: PositiveInt = 500
-    reverse_lm: LSTMParams = REVERSE_LM
-    report_samples: Annotated[int, Field(ge=0)] = 2
+    batch_size: PositiveInt
+    temperatures: Annotated[list[Annotated[float, Field(gt=0.0)]], Field(min_length=2)]
+    num_samples: Annotated[int, Field(ge=2)]
+    length: PositiveInt
+    reverse_lm: LSTMParams
+    report_samples: Annotated[int, Field(ge=0)]
 
     @model_validator(mode="after")
     def _report_samples_exist(self) -> EvaluateParams:
@@ -151,32 +130,40 @@ def need_tokens(num_samples: int, length: int, lm: LSTMParams, where: str, rows:
 class OracleParams(_Section):
     """The synthetic benchmark's oracle (``oracle/params.yaml``); SeqGAN's settings."""
 
-    vocab_size: PositiveInt = 5000
-    seq_len: PositiveInt = 20
-    embedding_dim: PositiveInt = 32
-    hidden: PositiveInt = 32
-    init_std: Annotated[float, Field(gt=0.0)] = 1.0
-    train_sequences: PositiveInt = 10000
-    val_sequences: PositiveInt = 2000
-    test_sequences: PositiveInt = 2000
+    vocab_size: PositiveInt
+    seq_len: PositiveInt
+    embedding_dim: PositiveInt
+    hidden: PositiveInt
+    init_std: Annotated[float, Field(gt=0.0)]
+    train_sequences: PositiveInt
+    val_sequences: PositiveInt
+    test_sequences: PositiveInt
 
-    def as_lstm(self) -> LSTMParams:
-        return LSTMParams(embedding_dim=self.embedding_dim, hidden=self.hidden, layers=1)
+    # The oracle is an LSTM language model of SeqGAN's shape: one layer, no dropout.
+    layers: ClassVar[int] = 1
+    dropout: ClassVar[float] = 0.0
 
 
 class Params(_Section):
-    seed: Annotated[int, Field(ge=0)] = 1234
-    data: DataParams = DataParams()
-    lstm: LSTMParams = LSTMParams()
-    gan: GANParams = GANParams()
-    sample: SampleParams = SampleParams()
-    evaluate: EvaluateParams = EvaluateParams()
-    oracle: OracleParams = OracleParams()
+    """The whole file. A pipeline's file holds the sections its stages read, each with every
+    key set (params.yaml is the one home of every value, so ``dvc params diff`` and
+    ``dvc exp show`` show them all); a stage that reads a missing section stops naming it."""
+
+    seed: Annotated[int, Field(ge=0)]
+    data: DataParams | None = None
+    lstm: LSTMParams | None = None
+    gan: GANParams | None = None
+    sample: SampleParams | None = None
+    evaluate: EvaluateParams | None = None
+    oracle: OracleParams | None = None
 
     @model_validator(mode="after")
     def _samples_feed_reverse_lm(self) -> Params:
+        if self.data is None or self.evaluate is None:
+            return self  # no samples to check (the oracle benchmark's file)
         rows, lm = self.data.unit == "line", self.evaluate.reverse_lm
-        need_tokens(self.sample.num_samples, self.sample.length, lm, "sample", rows)
+        if self.sample is not None:
+            need_tokens(self.sample.num_samples, self.sample.length, lm, "sample", rows)
         need_tokens(self.evaluate.num_samples, self.evaluate.length, lm, "evaluate", rows)
         return self
 
@@ -206,6 +193,8 @@ def parse_params(raw: Any, source: str = "params.yaml") -> Params:
 def _first_problem(err: ValidationError) -> str:
     problem = err.errors()[0]
     key = ".".join(str(part) for part in problem["loc"])
+    if problem["type"] == "missing":
+        return f"{key}: missing (every key of a section must be set, as in the shipped params.yaml)"
     if problem["type"] == "extra_forbidden":
         parent = _section_at(problem["loc"][:-1])
         known = ", ".join(parent.model_fields)
@@ -219,7 +208,11 @@ def _first_problem(err: ValidationError) -> str:
 def _section_at(loc: tuple[Any, ...]) -> type[BaseModel]:
     model: type[BaseModel] = Params
     for part in loc:
-        model = model.model_fields[str(part)].annotation  # type: ignore[assignment]
+        annotation = model.model_fields[str(part)].annotation
+        # An optional section (``X | None``) is the section ``X``.
+        model = next(
+            (a for a in getattr(annotation, "__args__", ()) if a is not type(None)), annotation
+        )
     return model
 
 
@@ -234,6 +227,8 @@ class DeclaredParams:
     def __getattr__(self, name: str) -> Any:
         key = self._prefix + name
         value = getattr(self._params, name)
+        if value is None and not self._prefix and name in Params.model_fields:
+            raise UserError(f"params.yaml has no '{name}' section, which {self._owner} reads")
         if any(key == d or key.startswith(d + ".") for d in self._declared):
             return value
         if isinstance(value, BaseModel) and any(d.startswith(key + ".") for d in self._declared):

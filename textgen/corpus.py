@@ -1,23 +1,17 @@
-"""The corpus: reading text files, normalising, splitting, and the character vocabulary."""
+"""The corpus: reading text files, normalising, splitting, and encoding the splits."""
 
 from __future__ import annotations
 
 import glob
-import json
-import re
 import unicodedata
-from collections import Counter
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from textgen.errors import UserError
+from textgen.vocab import Vocabulary
 
-PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
-# What an unknown id decodes to: the Unicode replacement character, visibly "not a real char".
-UNK_TEXT = "\ufffd"
 _GLOB_CHARS = set("*?[")
 
 
@@ -107,190 +101,20 @@ def split_corpus(
     return train, val, test
 
 
-@dataclass(frozen=True)
-class Vocabulary:
-    """Token ids for characters or words; special tokens come first.
-
-    A continuous text (``data.unit: stream``) has one special, ``<unk>`` (id 0). Independent
-    sequences (``line``) add padding (id 0, so padded rows are zeros), a begin and an end
-    token: every row reads ``<bos> tokens <eos> <pad>...``. Other ids follow: characters in
-    code-point order, words by falling frequency.
-    """
-
-    tokens: tuple[str, ...]
-    lowercase: bool = False
-    kind: str = "char"  # char | word
-    specials: tuple[str, ...] = (UNK,)
-
-    @classmethod
-    def from_text(cls, text: str, lowercase: bool = False) -> Vocabulary:
-        """The character vocabulary of a stream of (already normalised) text."""
-        return cls.build([text], "char", lowercase)
-
-    @classmethod
-    def build(
-        cls,
-        units: list[str],
-        kind: str = "char",
-        lowercase: bool = False,
-        lines: bool = False,
-        max_size: int | None = None,
-    ) -> Vocabulary:
-        """The vocabulary of some training text (``units``: its lines, or the whole text).
-
-        ``max_size`` caps the whole vocabulary, specials included; rarer tokens become unknown.
-        """
-        specials = (PAD, UNK, BOS, EOS) if lines else (UNK,)
-        counts = Counter(t for unit in units for t in tokenize(unit, kind))
-        keep = sorted(counts, key=lambda t: (-counts[t], t))
-        if max_size is not None:
-            keep = keep[: max(max_size - len(specials), 0)]
-        if kind == "char":
-            keep = sorted(keep)  # code-point order: encoding is a binary search
-        return cls(tuple([*specials, *keep]), lowercase, kind, specials)
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def _special(self, name: str) -> int | None:
-        return self.specials.index(name) if name in self.specials else None
-
-    @property
-    def unk_id(self) -> int | None:
-        return self._special(UNK)
-
-    @property
-    def pad_id(self) -> int | None:
-        return self._special(PAD)
-
-    @property
-    def bos_id(self) -> int | None:
-        return self._special(BOS)
-
-    @property
-    def eos_id(self) -> int | None:
-        return self._special(EOS)
-
-    @property
-    def never_sampled(self) -> list[int]:
-        """Ids a sampler must never draw: padding and the begin token."""
-        return [i for i in (self.pad_id, self.bos_id) if i is not None]
-
-    def encode(self, text: str) -> np.ndarray:
-        """Text to int32 ids (no begin/end tokens); unknown tokens become ``unk_id``."""
-        if self.lowercase:
-            text = unicodedata.normalize("NFC", text.lower())
-        unk = self.unk_id if self.unk_id is not None else -1
-        if self.kind == "word":
-            index = self._index
-            return np.array([index.get(t, unk) for t in tokenize(text, "word")], dtype=np.int32)
-        points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-        known = self._code_points
-        pos = np.searchsorted(known, points).clip(0, len(known) - 1)
-        ids = np.where(known[pos] == points, pos + len(self.specials), unk)
-        return ids.astype(np.int32)
-
-    def encode_lines(self, lines: list[str], max_len: int) -> tuple[np.ndarray, int]:
-        """Rows [n, max_len + 2] of ``<bos> ids <eos> <pad>...``; lines longer than
-        ``max_len`` tokens are dropped (their count is returned too)."""
-        encoded = [self.encode(line) for line in lines]
-        kept = [ids for ids in encoded if len(ids) <= max_len]
-        rows = np.full((len(kept), max_len + 2), self.pad_id, dtype=np.int32)
-        for row, ids in zip(rows, kept, strict=True):
-            row[0], row[1 : len(ids) + 1], row[len(ids) + 1] = self.bos_id, ids, self.eos_id
-        return rows, len(encoded) - len(kept)
-
-    def decode(self, ids: np.ndarray | list[int]) -> str:
-        """Ids to text; stops at an end token, skips padding and begin tokens."""
-        ids = np.asarray(ids).ravel()
-        if self.eos_id is not None:
-            ends = np.flatnonzero(ids == self.eos_id)
-            ids = ids[: ends[0]] if len(ends) else ids
-        skip = set(self.never_sampled)
-        if skip:
-            ids = ids[~np.isin(ids, list(skip))]
-        table = self._text_of
-        if self.kind == "char":
-            return "".join(table[i] for i in ids)
-        out: list[str] = []
-        for i in ids:
-            token = table[i]
-            if out and token != "\n" and out[-1] != "\n":
-                out.append(" ")
-            out.append(token)
-        return "".join(out)
-
-    def decode_rows(self, rows: np.ndarray) -> list[str]:
-        """One text per row of a 2-D array (each up to its end token)."""
-        return [self.decode(row) for row in rows]
-
-    def as_text(self, ids: np.ndarray) -> str:
-        """A split as one text: a stream as it is, rows as lines."""
-        return "\n".join(self.decode_rows(ids)) if ids.ndim == 2 else self.decode(ids)
-
-    def prompt_ids(self, prompt: str) -> np.ndarray:
-        """The context a sample continues: a stream's prompt (a line break if empty), or
-        ``<bos>`` and the prompt for independent sequences."""
-        if self.bos_id is None:
-            return self.encode(prompt or "\n")
-        return np.concatenate([[self.bos_id], self.encode(prompt.strip())]).astype(np.int32)
-
-    @cached_property
-    def _text_of(self) -> tuple[str, ...]:
-        unk_text = UNK_TEXT if self.kind == "char" else UNK
-        return tuple(unk_text if t == UNK else t for t in self.tokens)
-
-    @cached_property
-    def _index(self) -> dict[str, int]:
-        n = len(self.specials)
-        return {t: i + n for i, t in enumerate(self.tokens[n:])}
-
-    @cached_property
-    def _code_points(self) -> np.ndarray:
-        return np.array([ord(c) for c in self.tokens[len(self.specials) :]], dtype=np.uint32)
-
-    def to_json(self) -> dict:
-        names = {PAD: "pad", UNK: "unk", BOS: "bos", EOS: "eos"}
-        return {
-            "kind": self.kind,
-            "tokens": list(self.tokens),
-            "special_tokens": {names[t]: i for i, t in enumerate(self.specials)},
-            "lowercase": self.lowercase,
-            "normalization": "NFC",
-        }
-
-    @classmethod
-    def from_json(cls, data: dict) -> Vocabulary:
-        kind, tokens = data.get("kind"), data.get("tokens")
-        if kind not in ("char", "word") or not isinstance(tokens, list):
-            raise UserError(f"vocabulary: unsupported kind {kind!r} (expected 'char' or 'word')")
-        ids = sorted(dict(data.get("special_tokens") or {"unk": 0}).values())
-        if ids != list(range(len(ids))):
-            raise UserError("vocabulary: special tokens must come first")
-        specials = tuple(tokens[: len(ids)])
-        return cls(tuple(tokens), bool(data.get("lowercase", False)), kind, specials)
-
-    def save(self, path: Path) -> None:
-        from textgen.artifacts import write_text_atomic
-
-        write_text_atomic(path, json.dumps(self.to_json(), ensure_ascii=False, indent=1))
-
-    @classmethod
-    def load(cls, path: Path) -> Vocabulary:
-        try:
-            return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
-        except FileNotFoundError:
-            raise UserError(f"{path}: vocabulary file not found") from None
-        except json.JSONDecodeError as err:
-            raise UserError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+def encode_lines(vocab: Vocabulary, lines: list[str], max_len: int) -> tuple[np.ndarray, int]:
+    """Rows [n, max_len + 2] of ``<bos> ids <eos> <pad>...``; lines longer than ``max_len``
+    tokens are dropped (their count is returned too)."""
+    encoded = [vocab.encode(line) for line in lines]
+    kept = [ids for ids in encoded if len(ids) <= max_len]
+    rows = np.full((len(kept), max_len + 2), vocab.pad_id, dtype=np.int32)
+    for row, ids in zip(rows, kept, strict=True):
+        row[0], row[1 : len(ids) + 1], row[len(ids) + 1] = vocab.bos_id, ids, vocab.eos_id
+    return rows, len(encoded) - len(kept)
 
 
-_WORD_TOKEN = re.compile(r"\w+|[^\w\s]|\n")
-
-
-def tokenize(text: str, kind: str) -> list[str]:
-    """Characters, or words: runs of letters/digits, single punctuation marks and line breaks."""
-    return list(text) if kind == "char" else _WORD_TOKEN.findall(text)
+def as_text(ids: np.ndarray, vocab: Vocabulary) -> str:
+    """A split as one text: a stream as it is, rows as lines."""
+    return "\n".join(vocab.decode_rows(ids)) if ids.ndim == 2 else vocab.decode(ids)
 
 
 def real_tokens(ids: np.ndarray, vocab: Vocabulary) -> np.ndarray:
@@ -378,7 +202,7 @@ def prepare_corpus(
         return PreparedCorpus(vocab, vocab.encode(train), vocab.encode(val), vocab.encode(test))
     splits = split_lines(docs, val_fraction, test_fraction, per_file)
     vocab = Vocabulary.build(splits[0], tokenizer, lowercase, lines=True, max_size=max_vocab)
-    encoded = [vocab.encode_lines(lines, max_len) for lines in splits]
+    encoded = [encode_lines(vocab, lines, max_len) for lines in splits]
     for (rows, _), name in zip(encoded, ("train", "val", "test"), strict=True):
         if len(rows) == 0:
             raise UserError(

@@ -8,15 +8,18 @@ if it is more diverse at equal quality ("Language GANs Falling Short", Caccia et
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from textgen.backend import keras
 from textgen.config import EvaluateParams, LSTMParams
-from textgen.corpus import Vocabulary, real_tokens
+from textgen.corpus import as_text, real_tokens
 from textgen.lstm import build_model, heldout_nll, sequence_nll, train
 from textgen.metrics import (
     BleuReferences,
@@ -27,7 +30,10 @@ from textgen.metrics import (
     self_bleu,
     sentences,
 )
-from textgen.sampling import Decoding, sampler_for
+from textgen.sampling import Decoding, prompt_context, sampler_for
+from textgen.vocab import Vocabulary
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -44,8 +50,8 @@ class RealData:
     copies: CopyIndex = field(init=False)
 
     def __post_init__(self) -> None:
-        self.references = BleuReferences(sentences(self.vocab.as_text(self.test_ids)))
-        self.seen_4grams = ngram_set(self.vocab.as_text(self.train_ids), 4)
+        self.references = BleuReferences(sentences(as_text(self.test_ids, self.vocab)))
+        self.seen_4grams = ngram_set(as_text(self.train_ids, self.vocab), 4)
         self.copies = CopyIndex(real_tokens(self.train_ids, self.vocab))
 
 
@@ -114,13 +120,29 @@ def reverse_lm_nll(
         fit, check = rows[:-held_out], rows[-held_out:]
     keras.utils.set_random_seed(seed)
     lm = build_model(vocab_size, p)
-    train(lm, fit, check, p, seed, verbose=0)
+    with _fresh_model_traces():
+        train(lm, fit, check, p, seed, verbose=0)
     return heldout_nll(lm, test_ids, p.eval_batch_size)
 
 
-def reverse_lm_min_tokens(p: LSTMParams) -> int:
-    """Sample tokens the reverse LM needs: a batch of training windows, after the hold-out."""
-    return math.ceil((p.batch_size + 1) * (p.seq_len + 1) * 10 / 9)
+class _FreshModelTraces(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _fresh_model_traces() -> Iterator[None]:
+    """Every reverse LM is a new model, so Keras traces its training and validation steps
+    anew (a partial last validation batch once more): by design, not a shape leak. On small
+    sample sets (a few steps per epoch) that crosses TensorFlow's "5 traces in the last 10
+    calls" heuristic, whose warning is silenced here, and only here."""
+    quiet = _FreshModelTraces()
+    logger = logging.getLogger("tensorflow")
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 @dataclass
@@ -145,7 +167,7 @@ def temperature_sweep(
     by their weights.
     """
     sampler = sampler_for(model, real.vocab)
-    prompt_ids = real.vocab.prompt_ids(prompt)
+    prompt_ids = prompt_context(real.vocab, prompt)
     context = np.tile(prompt_ids, (p.num_samples, 1))
     points, examples = [], {}
     for i, temperature in enumerate(p.temperatures):
@@ -155,10 +177,15 @@ def temperature_sweep(
         point.update(sample_metrics(ids, context, real, p.reverse_lm, seed))
         points.append(point)
         examples[temperature] = real.vocab.decode_rows(ids[: p.report_samples])
-        print(
-            f"  {name} T={temperature:g}: BLEU-4 {point['bleu_4']:.3f}, "
-            f"Self-BLEU-4 {point['self_bleu_4']:.3f}, LM score {point['lm_score_nats']:.3f}, "
-            f"reverse LM {point['reverse_lm_nats']:.3f} ({time.perf_counter() - start:.1f} s)"
+        log.info(
+            "  %s T=%g: BLEU-4 %.3f, Self-BLEU-4 %.3f, LM score %.3f, reverse LM %.3f (%.1f s)",
+            name,
+            temperature,
+            point["bleu_4"],
+            point["self_bleu_4"],
+            point["lm_score_nats"],
+            point["reverse_lm_nats"],
+            time.perf_counter() - start,
         )
     return Sweep(points, examples)
 

@@ -15,9 +15,10 @@ from MLE training.
 
 from __future__ import annotations
 
-import time
+import logging
+import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -25,17 +26,18 @@ from textgen.backend import keras, tf
 from textgen.config import GANParams
 from textgen.lstm import (
     PAD_ID,
-    forward,
     heldout_nll,
     row_dataset,
     sequence_nll,
     window_dataset,
-    zero_state,
 )
 from textgen.metrics import distinct_n
-from textgen.sampling import Sampler, after_end, never_mask, sample_ids
+from textgen.sampling import Decoding, Sampler, after_end, never_mask, rollout
+from textgen.seeding import derive_seed
+from textgen.vocab import Vocabulary
 
 layers = keras.layers
+log = logging.getLogger(__name__)
 
 
 def build_discriminator(vocab_size: int, p: GANParams) -> keras.Model:
@@ -126,242 +128,299 @@ def beta_at(step: int, p: GANParams) -> float:
     return p.beta_max**frac
 
 
-def gumbel_rollout(
-    gen: keras.Model,
-    first: tf.Tensor,
-    length: int,
-    beta: tf.Tensor,
-    seed: tf.Tensor,
-    never: tf.Tensor | None = None,
-    eos_id: int = -1,
-) -> tuple[tf.Tensor, tf.Tensor]:
-    """Differentiable rollout: (soft one-hots [batch, length, vocab], token ids [batch, length]).
+@dataclass(frozen=True)
+class Conditions:
+    """What a generated sequence must respect: its length, the ids never drawn (padding, the
+    begin token) and the end token (-1: none), after which a row is padding."""
 
-    The fed-back token is the hard argmax of logits + Gumbel noise (a true sample); only the
-    relaxed one-hot carries gradient, through the logits, to the generator's weights.
-    ``never`` masks ids out (padding, begin token); after ``eos_id`` a row is padding, hard
-    and soft alike, as in real rows.
-    """
-    vocab_size = int(gen.get_layer("logits").units)
-    if never is None:
-        never = tf.zeros([vocab_size])
-    batch = tf.shape(first)[0]
-    state = zero_state(gen, batch)
-    logits, state = forward(gen, first, state)
-    logits = logits[:, -1, :] + never
-    soft = tf.TensorArray(tf.float32, size=length)
-    ids = tf.TensorArray(tf.int32, size=length)
-    for t in tf.range(length):
-        u = tf.random.stateless_uniform(
-            tf.shape(logits), tf.stack([seed, tf.cast(t, tf.int64)]), minval=1e-10, maxval=1.0
-        )
-        noisy = logits - tf.math.log(-tf.math.log(u))
-        token = tf.argmax(noisy, axis=-1, output_type=tf.int32)
-        soft = soft.write(t, tf.nn.softmax(beta * noisy, axis=-1))
-        ids = ids.write(t, token)
-        logits, state = forward(gen, token[:, None], state)
-        logits = logits[:, -1, :] + never
-    soft, ids = tf.transpose(soft.stack(), [1, 0, 2]), tf.transpose(ids.stack())
-    alive = after_end(ids, eos_id)
-    pad = tf.one_hot(tf.fill(tf.shape(ids), PAD_ID), vocab_size)
-    soft = soft * alive[..., None] + pad * (1.0 - alive[..., None])
-    return soft, tf.where(alive > 0, ids, tf.zeros_like(ids))
+    seq_len: int
+    vocab_size: int
+    never: tuple[int, ...] = ()
+    eos_id: int = -1
+
+    @classmethod
+    def of(cls, vocab: Vocabulary, seq_len: int) -> Conditions:
+        eos_id = -1 if vocab.eos_id is None else vocab.eos_id
+        return cls(seq_len, len(vocab), tuple(vocab.never_sampled), eos_id)
 
 
-@dataclass
-class GANResult:
-    steps: int
-    seconds: float
-    final: dict
-    history: list[dict] = field(default_factory=list)
+class TextGAN(keras.Model):
+    """A generator (the LSTM language model) and a discriminator trained against each other.
 
+    Shaped like Keras' ``wgan_gp.py``: ``compile(d_optimizer, g_optimizer)``, and a
+    ``train_step`` that takes ``d_steps + 1`` batches [k, batch, time] (inputs, targets),
+    updates D on the first ``d_steps`` and G on the last. ``fit`` then brings what training
+    needs as callbacks: ``BetaSchedule`` (the relaxation's temperature), ``GANMonitor``
+    (evaluation, curves, the collapse warning) and ``BackupAndRestore`` (resume).
 
-class GANTrainer:
-    """Alternating discriminator / generator updates with compiled steps.
-
-    ``lm`` is the frozen MLE language model: it scores generated text (quality) and is never
-    updated. ``generator`` starts as a copy of it.
+    Every random draw is a stateless function of the seed and the update's index (counted
+    by the optimisers, which backups restore), so a resumed run draws what the uninterrupted
+    one would have.
     """
 
     def __init__(
         self,
         generator: keras.Model,
         discriminator: keras.Model,
-        lm: keras.Model,
         p: GANParams,
         seed: int,
-        never: list[int] = (),
-        eos_id: int | None = None,
-        seq_len: int | None = None,
+        conditions: Conditions,
+        **kwargs,
     ):
-        """``never``, ``eos_id``: the vocabulary's special tokens (see ``Sampler``);
-        ``seq_len``: the rows' length for independent sequences (else ``gan.seq_len``)."""
-        self.gen, self.disc, self.lm, self.p, self.seed = generator, discriminator, lm, p, seed
-        self.vocab_size = int(generator.get_layer("logits").units)
-        self.seq_len = seq_len or p.seq_len
-        self.never = never_mask(self.vocab_size, never)
-        self.eos_id = -1 if eos_id is None else eos_id
-        self.g_opt = keras.optimizers.Adam(p.g_learning_rate, global_clipnorm=p.clipnorm)
-        self.d_opt = keras.optimizers.Adam(p.d_learning_rate, global_clipnorm=p.clipnorm)
-        self.baseline = tf.Variable(0.5, trainable=False, dtype=tf.float32)
-        self.sampler = Sampler(generator, never, eos_id)
-        self.d_step = tf.function(self._d_step, reduce_retracing=True)
-        self.g_step = tf.function(
-            self._g_gumbel if p.algorithm == "gumbel" else self._g_reinforce,
-            reduce_retracing=True,
+        super().__init__(**kwargs)
+        self.generator, self.discriminator = generator, discriminator
+        self.params, self.noise_seed, self.conditions = p, seed, conditions
+        self.vocab_size = conditions.vocab_size
+        self.logit_mask = never_mask(conditions.vocab_size, conditions.never)
+        self.beta = keras.Variable(1.0, trainable=False, name="beta")  # set by BetaSchedule
+        self.baseline = keras.Variable(0.5, trainable=False, name="reward_baseline")
+        self.built = True  # both networks are built; nothing of this model's own to build
+
+    def compile(
+        self, d_optimizer: keras.optimizers.Optimizer, g_optimizer: keras.optimizers.Optimizer
+    ) -> None:
+        # No XLA: the rollout's while loop and TensorArrays are what it compiles worst.
+        super().compile(optimizer=None, jit_compile=False)
+        self.d_optimizer, self.g_optimizer = d_optimizer, g_optimizer
+        # Built now, so that a backup restores their state before the first step.
+        d_optimizer.build(self.discriminator.trainable_variables)
+        g_optimizer.build(self.generator.trainable_variables)
+
+    # -- one update each -----------------------------------------------------------------
+    def noise(self, counter: tf.Tensor) -> tf.Tensor:
+        """The seed of the ``counter``-th update's random draws (1-based, D and G together)."""
+        return derive_seed(self.noise_seed, tf.cast(counter, tf.int64))
+
+    def generate(self, first: tf.Tensor, seed: tf.Tensor, relax: tf.Tensor | None = None):
+        """Sequences continuing ``first`` [batch, 1]: ids, and relaxed one-hots with ``relax``."""
+        c = self.conditions
+        return rollout(
+            self.generator, first, c.seq_len, Decoding(), seed, self.logit_mask, c.eos_id, relax
         )
 
-    # -- compiled steps ------------------------------------------------------------------
-    def _fakes(self, first, beta, seed):
+    def fakes(self, first: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         """What D is trained to reject: the relaxed samples G is trained through (as RelGAN
         does, so D never meets an input kind it was not trained on), or plain samples."""
-        if self.p.algorithm == "gumbel":
-            soft, _ = self._rollout(first, beta, seed)
+        if self.params.algorithm == "gumbel":
+            _, soft = self.generate(first, seed, relax=self.beta)
             return tf.stop_gradient(soft)
-        return tf.one_hot(self._sample(first, seed), self.vocab_size)
+        ids, _ = self.generate(first, seed)
+        return tf.one_hot(ids, self.vocab_size)
 
-    def _rollout(self, first, beta, seed):
-        return gumbel_rollout(self.gen, first, self.seq_len, beta, seed, self.never, self.eos_id)
-
-    def _sample(self, first, seed):
-        return sample_ids(self.gen, first, self.seq_len, 1.0, 0, 1.0, seed, self.never, self.eos_id)
-
-    def _d_step(self, first, real_ids, beta, seed):
-        fake = self._fakes(first, beta, seed)
+    def d_step(self, first: tf.Tensor, real_ids: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        fake = self.fakes(first, seed)
         real = tf.one_hot(real_ids, self.vocab_size)
         with tf.GradientTape() as tape:
-            loss = d_loss(
-                self.disc(real, training=True), self.disc(fake, training=True), self.p.loss
-            )
-        grads = tape.gradient(loss, self.disc.trainable_variables)
-        self.d_opt.apply_gradients(zip(grads, self.disc.trainable_variables, strict=True))
+            d = self.discriminator
+            loss = d_loss(d(real, training=True), d(fake, training=True), self.params.loss)
+        variables = self.discriminator.trainable_variables
+        self.d_optimizer.apply_gradients(
+            zip(tape.gradient(loss, variables), variables, strict=True)
+        )
         return loss
 
-    def _mle(self, x, y):
-        if self.p.mle_weight == 0:
+    def mle_loss(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        if self.params.mle_weight == 0:
             return tf.constant(0.0)
         # x is y shifted right by one token, so this is teacher forcing on the real window.
-        nll = sequence_nll(self.gen, x[:, :1], y, training=True)
-        weight = tf.cast(y != PAD_ID, tf.float32) if self.eos_id >= 0 else tf.ones_like(nll)
+        nll = sequence_nll(self.generator, x[:, :1], y, training=True)
+        rows = self.conditions.eos_id >= 0  # padded rows: no loss on the padding
+        weight = tf.cast(y != PAD_ID, tf.float32) if rows else tf.ones_like(nll)
         return tf.reduce_sum(nll * weight) / tf.reduce_sum(weight)
 
-    def _g_gumbel(self, x, y, beta, seed):
-        real = self.disc(tf.one_hot(y, self.vocab_size), training=False)
-        with tf.GradientTape() as tape:
-            soft, _ = self._rollout(x[:, :1], beta, seed)
-            adv = g_loss(real, self.disc(soft, training=False), self.p.loss)
-            loss = adv + self.p.mle_weight * self._mle(x, y)
-        grads = tape.gradient(loss, self.gen.trainable_variables)
-        self.g_opt.apply_gradients(zip(grads, self.gen.trainable_variables, strict=True))
+    def g_step(self, x: tf.Tensor, y: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        """One generator update: through the relaxation (gumbel) or by REINFORCE."""
+        p, first = self.params, x[:, :1]
+        real = self.discriminator(tf.one_hot(y, self.vocab_size), training=False)
+        if p.algorithm == "gumbel":
+            with tf.GradientTape() as tape:
+                _, soft = self.generate(first, seed, relax=self.beta)
+                adv = g_loss(real, self.discriminator(soft, training=False), p.loss)
+                loss = adv + p.mle_weight * self.mle_loss(x, y)
+        else:
+            ids, _ = self.generate(first, seed)
+            fake = self.discriminator(tf.one_hot(ids, self.vocab_size), training=False)
+            # Per-token rewards from a per-position discriminator; a sequence score otherwise.
+            reward = tf.broadcast_to(realness(real, fake, p.loss), tf.shape(ids))
+            advantage = tf.stop_gradient(reward - self.baseline)
+            alive = after_end(ids, self.conditions.eos_id)  # no credit after an end token
+            with tf.GradientTape() as tape:
+                log_prob = -sequence_nll(self.generator, first, ids, training=True)
+                adv = -tf.reduce_sum(advantage * log_prob * alive) / tf.reduce_sum(alive)
+                loss = adv + p.mle_weight * self.mle_loss(x, y)
+        variables = self.generator.trainable_variables
+        self.g_optimizer.apply_gradients(
+            zip(tape.gradient(loss, variables), variables, strict=True)
+        )
+        if p.algorithm == "reinforce":
+            decay = p.baseline_decay
+            self.baseline.assign(decay * self.baseline + (1 - decay) * tf.reduce_mean(reward))
         return adv
 
-    def _g_reinforce(self, x, y, beta, seed):
-        first = x[:, :1]
-        ids = self._sample(first, seed)
-        real = self.disc(tf.one_hot(y, self.vocab_size), training=False)
-        fake = self.disc(tf.one_hot(ids, self.vocab_size), training=False)
-        # Per-token rewards from a per-position discriminator; a sequence score otherwise.
-        reward = tf.broadcast_to(realness(real, fake, self.p.loss), tf.shape(ids))
-        advantage = tf.stop_gradient(reward - self.baseline)
-        alive = after_end(ids, self.eos_id)  # no credit for the padding after an end token
-        with tf.GradientTape() as tape:
-            log_prob = -sequence_nll(self.gen, first, ids, training=True)
-            pg = -tf.reduce_sum(advantage * log_prob * alive) / tf.reduce_sum(alive)
-            loss = pg + self.p.mle_weight * self._mle(x, y)
-        grads = tape.gradient(loss, self.gen.trainable_variables)
-        self.g_opt.apply_gradients(zip(grads, self.gen.trainable_variables, strict=True))
-        decay = self.p.baseline_decay
-        self.baseline.assign(decay * self.baseline + (1 - decay) * tf.reduce_mean(reward))
-        return pg
+    # -- what fit runs -------------------------------------------------------------------
+    def train_step(self, data: tuple[tf.Tensor, tf.Tensor]) -> dict[str, tf.Tensor]:
+        x, y = data  # [d_steps + 1, batch, time] each
+        p = self.params
+        # Updates so far: the pre-training, then d_steps + 1 per generator step.
+        done = p.d_pretrain_steps + tf.cast(self.g_optimizer.iterations, tf.int64) * (p.d_steps + 1)
+        for j in range(p.d_steps):
+            d_loss_value = self.d_step(x[j][:, :1], y[j], self.noise(done + j + 1))
+        g_loss_value = self.g_step(x[-1], y[-1], self.noise(done + p.d_steps + 1))
+        return {"d_loss": d_loss_value, "g_loss": g_loss_value}
 
-    # -- the loop ------------------------------------------------------------------------
-    def evaluate(self, val_ids: np.ndarray, decode: Callable[[np.ndarray], str], seed: int) -> dict:
-        """Where the generator stands: D's accuracy, likelihood on val, sample quality."""
-        p = self.p
-        rng = np.random.default_rng(seed)
+    def pretrain_discriminator(self, batches: tf.data.Dataset) -> None:
+        """D updates against the warm-started generator before the first G update."""
+        step = tf.function(
+            lambda x, y: self.d_step(x[:, :1], y, self.noise(self.d_optimizer.iterations + 1))
+        )
+        self.beta.assign(1.0)
+        for x, y in batches:
+            step(x, y)
+
+
+def gan_dataset(train_ids: np.ndarray, p: GANParams, seed: int) -> tf.data.Dataset:
+    """Endless (input, target) batches of real text: rows of independent sequences, or windows
+    of ``gan.seq_len`` from a stream."""
+    if train_ids.ndim == 2:
+        ds, _ = row_dataset(train_ids, p.batch_size, seed)
+        return ds.map(lambda x, y, w: (x, y))
+    return window_dataset(train_ids, p.seq_len, p.batch_size, seed)[0]
+
+
+def fit_gan(
+    gan: TextGAN,
+    train_ids: np.ndarray,
+    callbacks: list[keras.callbacks.Callback],
+    first_epoch: int = 0,
+) -> None:
+    """``d_pretrain_steps`` D updates (unless resuming), then ``steps`` G steps through
+    ``fit``: an epoch is ``log_every`` generator steps (the last may be shorter)."""
+    p = gan.params
+    ds = gan_dataset(train_ids, p, gan.noise_seed)
+    if first_epoch == 0:
+        gan.pretrain_discriminator(ds.take(p.d_pretrain_steps))
+    done = p.d_pretrain_steps + first_epoch * p.log_every * (p.d_steps + 1)
+    gan.fit(
+        ds.skip(done).batch(p.d_steps + 1),
+        epochs=math.ceil(p.steps / p.log_every),
+        steps_per_epoch=p.log_every,
+        callbacks=[*callbacks, BetaSchedule()],
+        shuffle=False,  # the dataset shuffles itself, reproducibly
+        verbose=0,
+    )
+
+
+class BetaSchedule(keras.callbacks.Callback):
+    """Sets the relaxation's inverse temperature before every generator step (``beta_at``),
+    and ends training after ``gan.steps`` (the last epoch may be short)."""
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        p = self.model.params
+        self.model.beta.assign(beta_at(self.epoch * p.log_every + batch, p))
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        p = self.model.params
+        if self.epoch * p.log_every + batch + 1 >= p.steps:
+            self.model.stop_training = True
+
+
+class GANMonitor(keras.callbacks.Callback):
+    """Evaluates the generator at the warm start and after every epoch (``log_every`` steps),
+    hands each point to ``log(step, metrics)``, keeps the ``history``, and warns when sample
+    diversity collapses to under half the warm start's.
+
+    ``lm`` is the frozen MLE model (the generator's warm start): it judges the quality of
+    the generator's samples and is never updated.
+    """
+
+    def __init__(
+        self,
+        lm: keras.Model,
+        val_ids: np.ndarray,
+        decode: Callable[[np.ndarray], str],
+        seed: int,
+        log: Callable[[int, dict], None] = lambda step, metrics: None,
+        resumed: bool = False,
+    ):
+        super().__init__()
+        self.lm, self.val_ids, self.decode, self.seed = lm, val_ids, decode, seed
+        self.log, self.resumed = log, resumed
+        self.history: list[dict] = []
+
+    def evaluate(self, generator: keras.Model) -> dict[str, float]:
+        """Where ``generator`` stands: D's accuracy, likelihood on val, sample quality under
+        the judge, and diversity; the same val windows and seed every time."""
+        gan, val_ids = self.model, self.val_ids
+        p, c = gan.params, gan.conditions
+        rng = np.random.default_rng(self.seed)
         if val_ids.ndim == 2:
             windows = val_ids[rng.integers(0, len(val_ids), p.eval_samples)]
             held_out = val_ids[: max(1, p.eval_val_tokens // val_ids.shape[1])]
         else:
-            starts = rng.integers(0, len(val_ids) - self.seq_len - 1, p.eval_samples)
-            windows = val_ids[starts[:, None] + np.arange(self.seq_len + 1)]
+            starts = rng.integers(0, len(val_ids) - c.seq_len - 1, p.eval_samples)
+            windows = val_ids[starts[:, None] + np.arange(c.seq_len + 1)]
             held_out = val_ids[: p.eval_val_tokens]
         first, real_ids = windows[:, :1], windows[:, 1:]
-        fake_ids = self.sampler.generate_batch(first, self.seq_len, seed=seed)
-        real = self.disc(tf.one_hot(real_ids, self.vocab_size), training=False)
-        fake = self.disc(tf.one_hot(fake_ids, self.vocab_size), training=False)
+        sampler = self.samplers.setdefault(id(generator), Sampler(generator, c.never, c.eos_id))
+        fake_ids = sampler.generate_batch(first, c.seq_len, seed=self.seed)
+        real = gan.discriminator(tf.one_hot(real_ids, gan.vocab_size), training=False)
+        fake = gan.discriminator(tf.one_hot(fake_ids, gan.vocab_size), training=False)
         acc_real, acc_fake = d_accuracy(real, fake, p.loss)
         lm_nll = sequence_nll(self.lm, tf.constant(first), tf.constant(fake_ids))
-        alive = after_end(tf.constant(fake_ids), self.eos_id)
+        alive = after_end(tf.constant(fake_ids), c.eos_id)
         return {
             "d_accuracy_real": acc_real,
             "d_accuracy_fake": acc_fake,
-            "val_nll_nats": heldout_nll(self.gen, held_out, 16),
+            "val_nll_nats": heldout_nll(generator, held_out, 16),
             "sample_lm_nll_nats": float(tf.reduce_sum(lm_nll * alive) / tf.reduce_sum(alive)),
-            "distinct_2": distinct_n([decode(row) for row in fake_ids], 2),
+            "distinct_2": distinct_n([self.decode(row) for row in fake_ids], 2),
         }
 
-    def train(
-        self,
-        train_ids: np.ndarray,
-        val_ids: np.ndarray,
-        decode: Callable[[np.ndarray], str],
-        log: Callable[[int, dict], None] = lambda step, m: None,
-    ) -> GANResult:
-        p = self.p
-        if train_ids.ndim == 2:
-            ds, _ = row_dataset(train_ids, p.batch_size, self.seed)
-            ds = ds.map(lambda x, y, w: (x, y))
-        else:
-            ds, _ = window_dataset(train_ids, p.seq_len, p.batch_size, self.seed)
-        batches = iter(ds)
-        start = time.perf_counter()
-        counter = 0
-
-        def next_seed() -> tf.Tensor:
-            nonlocal counter
-            counter += 1
-            return tf.constant(self.seed * 1_000_003 + counter, tf.int64)
-
-        for _ in range(p.d_pretrain_steps):
-            x, y = next(batches)
-            self.d_step(x[:, :1], y, tf.constant(1.0), next_seed())
-        # Step 0: where the warm-started generator stands, the baseline for every curve.
-        start_point = {
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.samplers: dict[int, Sampler] = {}  # one compiled sampler per model
+        if self.resumed:  # the warm start is on the curve already: the LM is the warm start
+            self.first_distinct = self.evaluate(self.lm)["distinct_2"]
+            return
+        point = {
             "d_loss": float("nan"),
             "g_loss": float("nan"),
-            "beta": beta_at(0, p),
-            **self.evaluate(val_ids, decode, self.seed),
+            "beta": beta_at(0, self.model.params),
         }
-        history = [{"step": 0, **start_point}]
-        log(0, start_point)
-        first_distinct = start_point["distinct_2"]
-        d_loss_value = g_loss_value = float("nan")
-        for step in range(p.steps):
-            beta = beta_at(step, p)
-            beta_t = tf.constant(beta, tf.float32)
-            for _ in range(p.d_steps):
-                x, y = next(batches)
-                d_loss_value = float(self.d_step(x[:, :1], y, beta_t, next_seed()))
-            x, y = next(batches)
-            g_loss_value = float(self.g_step(x, y, beta_t, next_seed()))
-            if (step + 1) % p.log_every == 0 or step + 1 == p.steps:
-                metrics = {
-                    "d_loss": d_loss_value,
-                    "g_loss": g_loss_value,
-                    "beta": beta,
-                    **self.evaluate(val_ids, decode, self.seed),
-                }
-                if metrics["distinct_2"] < 0.5 * first_distinct:
-                    print(
-                        f"warning: step {step + 1}: sample diversity collapsed (distinct-2 "
-                        f"{metrics['distinct_2']:.3f}, was {first_distinct:.3f}); lower "
-                        "gan.g_learning_rate or raise gan.mle_weight"
-                    )
-                history.append({"step": step + 1, **metrics})
-                log(step + 1, metrics)
-        seconds = time.perf_counter() - start
-        return GANResult(steps=p.steps, seconds=seconds, final=history[-1], history=history)
+        point.update(self.evaluate(self.model.generator))
+        self.first_distinct = point["distinct_2"]
+        self._record(0, point)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        p = self.model.params
+        step = min((epoch + 1) * p.log_every, p.steps)
+        point = {
+            "d_loss": float(logs["d_loss"]),
+            "g_loss": float(logs["g_loss"]),
+            "beta": beta_at(step - 1, p),
+            **self.evaluate(self.model.generator),
+        }
+        if point["distinct_2"] < 0.5 * self.first_distinct:
+            log.warning(
+                "step %d: sample diversity collapsed (distinct-2 %.3f, was %.3f); lower "
+                "gan.g_learning_rate or raise gan.mle_weight",
+                step,
+                point["distinct_2"],
+                self.first_distinct,
+            )
+        self._record(step, point)
+
+    def _record(self, step: int, p: dict) -> None:
+        self.history.append({"step": step, **p})
+        self.log(step, p)
+        log.info(
+            f"step {step:5d}  D loss {p['d_loss']:.3f}  acc real/fake "
+            f"{p['d_accuracy_real']:.2f}/{p['d_accuracy_fake']:.2f}  G loss {p['g_loss']:.3f}  "
+            f"beta {p['beta']:.1f}  val NLL {p['val_nll_nats']:.3f}  sample LM NLL "
+            f"{p['sample_lm_nll_nats']:.3f}  distinct-2 {p['distinct_2']:.3f}"
+        )
 
 
 def copy_model(model: keras.Model) -> keras.Model:

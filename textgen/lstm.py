@@ -6,17 +6,17 @@ import json
 import math
 import sys
 import time
-import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from textgen.backend import keras, tf
-from textgen.config import LSTMParams
+from textgen.config import LSTMParams, OracleParams
 
 
-def build_model(vocab_size: int, p: LSTMParams) -> keras.Model:
+def build_model(vocab_size: int, p: LSTMParams | OracleParams) -> keras.Model:
     """Embedding -> stacked LSTM -> Dense logits, a next-token prediction at every position.
 
     Each LSTM returns its state too, so the same layers serve stateful evaluation and sampling
@@ -38,6 +38,15 @@ def lstm_layers(model: keras.Model) -> list[keras.layers.LSTM]:
     return [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
 
 
+def logits_layer(model: keras.Model) -> keras.layers.Dense:
+    """The output layer of a ``build_model`` language model (its units: the vocabulary size)."""
+    return model.get_layer("logits")
+
+
+def vocab_size(model: keras.Model) -> int:
+    return int(logits_layer(model).units)
+
+
 def zero_state(model: keras.Model, batch: int) -> list[tuple[tf.Tensor, tf.Tensor]]:
     """All-zero (h, c) for every LSTM layer."""
     return [
@@ -57,7 +66,7 @@ def forward(model: keras.Model, tokens: tf.Tensor, state: list) -> tuple[tf.Tens
     for layer, (h, c) in zip(lstm_layers(model), state, strict=True):
         x, h, c = layer(x, initial_state=[h, c], training=False)
         new_state.append((h, c))
-    return model.get_layer("logits")(x), new_state
+    return logits_layer(model)(x), new_state
 
 
 def window_dataset(
@@ -261,7 +270,7 @@ def stream_nll(model: keras.Model, tokens: np.ndarray, batch_size: int, window: 
     weight = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)]).reshape(
         rows, row_len
     )
-    step = _nll_steps.get(model) or _nll_steps.setdefault(model, _nll_step(model))
+    step = _compiled_nll_step(model)
     state = zero_state(model, rows)
     total = 0.0
     for t in range(0, row_len, window):
@@ -312,11 +321,31 @@ def sequence_nll(
     return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=ids, logits=logits)
 
 
-_nll_steps: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # one compiled step per model
+# One compiled scoring step per architecture, run on a twin that takes each scored model's
+# weights: evaluation scores many fresh models of one shape (a reverse LM per sample set),
+# and a function traced per model would be rebuilt for every one of them.
+_scorers: dict[str, tuple[keras.Model, Callable]] = {}
 
 
-def _nll_step(model: keras.Model):
-    @tf.function(reduce_retracing=True)
+def _compiled_nll_step(model: keras.Model) -> Callable:
+    key = json.dumps(model.get_config(), sort_keys=True)  # the architecture, not the training
+    if key not in _scorers:
+        twin = keras.models.clone_model(model)
+        _scorers[key] = (twin, _nll_step(twin))
+    twin, step = _scorers[key]
+    twin.set_weights(model.get_weights())
+    return step
+
+
+def _nll_step(model: keras.Model) -> Callable:
+    ids, weights = tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None, None], tf.float32)
+    state_spec = [
+        (tf.TensorSpec([None, layer.units]), tf.TensorSpec([None, layer.units]))
+        for layer in lstm_layers(model)
+    ]
+
+    # Any number of rows, any window: one trace.
+    @tf.function(input_signature=[ids, ids, weights, state_spec])
     def step(x, y, w, state):
         logits, state = forward(model, x, state)
         nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)

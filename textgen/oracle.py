@@ -9,14 +9,19 @@ covers.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from textgen.backend import keras, tf
 from textgen.config import OracleParams
-from textgen.corpus import BOS, PAD, Vocabulary
 from textgen.evaluation import lm_score
-from textgen.lstm import build_model, forward, rows_nll, zero_state
+from textgen.lstm import build_model, forward, logits_layer, rows_nll, zero_state
 from textgen.sampling import Decoding, sampler_for
+from textgen.seeding import derive_seed
+from textgen.vocab import BOS, PAD, Vocabulary
+
+log = logging.getLogger(__name__)
 
 _NEVER = -1e4  # the logit bias that keeps the oracle from ever emitting a special token
 
@@ -30,15 +35,15 @@ def oracle_vocabulary(size: int) -> Vocabulary:
 def build_oracle(vocab: Vocabulary, p: OracleParams, seed: int) -> keras.Model:
     """The oracle LSTM, every weight drawn from N(0, ``p.init_std``) with ``seed`` (SeqGAN's
     target LSTM draws all its parameters from N(0, 1))."""
-    model = build_model(len(vocab), p.as_lstm())
+    model = build_model(len(vocab), p)
     rng = np.random.default_rng(seed)
     model.set_weights(
         [rng.normal(0.0, p.init_std, w.shape).astype(np.float32) for w in model.get_weights()]
     )
-    kernel, bias = model.get_layer("logits").get_weights()
+    kernel, bias = logits_layer(model).get_weights()
     kernel[:, vocab.never_sampled] = 0.0
     bias[vocab.never_sampled] = _NEVER
-    model.get_layer("logits").set_weights([kernel, bias])
+    logits_layer(model).set_weights([kernel, bias])
     return model
 
 
@@ -49,7 +54,7 @@ def sample_sequences(
     sampler = sampler_for(oracle, vocab)
     prompt = np.array([vocab.bos_id], np.int32)
     parts = [
-        sampler.generate(prompt, min(batch, n - i), length, Decoding(1.0), seed * 7919 + i)
+        sampler.generate(prompt, min(batch, n - i), length, Decoding(1.0), derive_seed(seed, 1, i))
         for i in range(0, n, batch)
     ]
     ids = np.concatenate(parts)
@@ -100,7 +105,7 @@ def oracle_sweep(
             [
                 sampler.generate(prompt, min(batch, num_samples - j), length, Decoding(t), key)
                 for j in range(0, num_samples, batch)
-                for key in [seed * 1_000_003 + i * 100_003 + j]  # distinct per batch and T
+                for key in [derive_seed(seed, 3, i, j)]  # distinct per batch and T
             ]
         )
         context = np.full((len(ids), 1), vocab.bos_id, np.int32)
@@ -109,7 +114,12 @@ def oracle_sweep(
             "nll_oracle": lm_score(oracle, context, ids, batch=batch),
             "nll_test": rows_nll(model, test, batch, temperature=t),
         }
-        print(f"  {name} T={t:g}: NLL oracle {point['nll_oracle']:.3f}, ", end="")
-        print(f"NLL test {point['nll_test']:.3f}", flush=True)
+        log.info(
+            "  %s T=%g: NLL oracle %.3f, NLL test %.3f",
+            name,
+            t,
+            point["nll_oracle"],
+            point["nll_test"],
+        )
         points.append(point)
     return points

@@ -1,25 +1,35 @@
-"""The one sampler: batched, stateful, compiled; temperature, top-k, top-p and prompt priming."""
+"""The one generation loop (``rollout``) and the sampler on it: batched, stateful, compiled;
+temperature, top-k, top-p, prompt priming, and the Gumbel relaxation the GAN trains through."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from textgen.backend import keras, tf
-from textgen.corpus import Vocabulary
-from textgen.lstm import forward, zero_state
+from textgen.lstm import forward, vocab_size, zero_state
+from textgen.vocab import Vocabulary
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Decoding:
-    """How logits become tokens: temperature 0 is greedy (argmax); top_k 0 and top_p 1 are off."""
+    """How logits become tokens: temperature 0 is greedy (argmax); top_k 0 and top_p 1 are off.
+
+    Inside compiled code the fields may be tensors (one trace serves every setting); Python
+    numbers are checked here, and a filter that is off costs nothing.
+    """
 
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.temperature, (int, float)):
+            return
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if self.top_k < 0:
@@ -29,6 +39,18 @@ class Decoding:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def scale(self, logits: tf.Tensor) -> tf.Tensor:
+        """``logits`` [batch, vocab] tempered and filtered: what a token is drawn from."""
+        scaled = logits / tf.maximum(tf.cast(self.temperature, logits.dtype), 1e-6)
+        if isinstance(self.top_k, int) and self.top_k == 0 and self.top_p == 1.0:
+            return scaled
+        # Filtering sorts the vocabulary twice per step: skip it when it would keep everything.
+        return tf.cond(
+            tf.logical_or(self.top_k > 0, self.top_p < 1.0),
+            lambda: filter_logits(scaled, self.top_k, self.top_p),
+            lambda: scaled,
+        )
 
 
 def filter_logits(logits: tf.Tensor, top_k: tf.Tensor, top_p: tf.Tensor) -> tf.Tensor:
@@ -50,37 +72,103 @@ def filter_logits(logits: tf.Tensor, top_k: tf.Tensor, top_p: tf.Tensor) -> tf.T
     return tf.where(logits < threshold[..., None], neg_inf, logits)
 
 
-def choose_tokens(
-    logits: tf.Tensor, temperature: tf.Tensor, top_k: tf.Tensor, top_p: tf.Tensor, seed: tf.Tensor
-) -> tf.Tensor:
+def choose_tokens(logits: tf.Tensor, decoding: Decoding, seed: tf.Tensor) -> tf.Tensor:
     """One token id per row of ``logits`` [batch, vocab]; ``seed`` is a stateless seed pair."""
     greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
-    scaled = logits / tf.maximum(temperature, 1e-6)
-    # Filtering sorts the vocabulary twice per step: skip it when it would keep everything.
-    filtered = tf.cond(
-        tf.logical_or(top_k > 0, top_p < 1.0),
-        lambda: filter_logits(scaled, top_k, top_p),
-        lambda: scaled,
-    )
-    drawn = tf.random.stateless_categorical(filtered, 1, seed, dtype=tf.int32)[:, 0]
-    return tf.where(temperature > 0, drawn, greedy)
+    drawn = tf.random.stateless_categorical(decoding.scale(logits), 1, seed, dtype=tf.int32)
+    return tf.where(decoding.temperature > 0, drawn[:, 0], greedy)
+
+
+def gumbel_choice(
+    logits: tf.Tensor, decoding: Decoding, beta: tf.Tensor, seed: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """A token per row drawn by the Gumbel-max trick, and its relaxation (RelGAN).
+
+    argmax(logits + Gumbel noise) is an exact sample; softmax(beta * (logits + noise)) is a
+    differentiable stand-in for its one-hot [batch, vocab], sharper as ``beta`` grows.
+    """
+    scaled = decoding.scale(logits)
+    u = tf.random.stateless_uniform(tf.shape(scaled), seed, minval=1e-10, maxval=1.0)
+    noisy = scaled - tf.math.log(-tf.math.log(u))
+    return tf.argmax(noisy, axis=-1, output_type=tf.int32), tf.nn.softmax(beta * noisy, axis=-1)
+
+
+def rollout(
+    model: keras.Model,
+    prompt: tf.Tensor,
+    length: tf.Tensor | int,
+    decoding: Decoding,
+    seed: tf.Tensor,
+    mask: tf.Tensor,
+    eos_id: tf.Tensor | int = -1,
+    relax: tf.Tensor | None = None,
+) -> tuple[tf.Tensor, tf.Tensor | None]:
+    """The one generation loop: [batch, prompt_len] prompts -> ids [batch, length].
+
+    The prompt is read in one pass to build the LSTM state; each step then feeds the last
+    token and the state (graph-level, so it runs inside other compiled functions, and the GAN's
+    training steps generate with it too). ``mask`` is added to every step's logits: -inf at the
+    ids never drawn (``never_mask``). After an ``eos_id`` token the rest of a row is padding
+    (0). With ``relax`` (the inverse
+    temperature beta), tokens are drawn by ``gumbel_choice`` and the relaxed one-hots
+    [batch, length, vocab] come back too, padding rows one-hot at id 0 like the ids.
+    """
+    state = zero_state(model, tf.shape(prompt)[0])
+    logits, state = forward(model, prompt, state)  # [batch, prompt_len, vocab]
+    last = logits[:, -1, :] + mask
+    ids = tf.TensorArray(tf.int32, size=length)
+    soft = tf.TensorArray(tf.float32, size=length if relax is not None else 0)
+
+    def step(t, last, state, ids, soft):
+        step_seed = tf.stack([seed, tf.cast(t, tf.int64)])
+        if relax is None:
+            token = choose_tokens(last, decoding, step_seed)
+        else:
+            token, relaxed = gumbel_choice(last, decoding, relax, step_seed)
+            soft = soft.write(t, relaxed)
+        logits, state = forward(model, token[:, None], state)
+        return t + 1, logits[:, -1, :] + mask, state, ids.write(t, token), soft
+
+    # An explicit loop: it compiles the same inside fit's train_step, where AutoGraph does not
+    # reach, as inside the sampler's own function.
+    loop = (tf.constant(0), last, state, ids, soft)
+    _, _, _, ids, soft = tf.while_loop(lambda t, *_: t < length, step, loop)
+    ids = tf.transpose(ids.stack())  # [batch, length]
+    alive = after_end(ids, eos_id)
+    ids = tf.where(alive > 0, ids, tf.zeros_like(ids))
+    if relax is None:
+        return ids, None
+    soft = tf.transpose(soft.stack(), [1, 0, 2])  # [batch, length, vocab]
+    pad = tf.one_hot(tf.zeros_like(ids), tf.shape(soft)[-1])
+    return ids, soft * alive[..., None] + pad * (1.0 - alive[..., None])
 
 
 class Sampler:
-    """Generates a batch of continuations at once, feeding one token and the LSTM state per step.
-
-    The prompt is read in one pass to build the state; each step then runs the model on the
-    last token only, inside one compiled loop (no Python per token, no re-reading a window).
-    """
+    """Generates a batch of continuations at once with ``rollout``, compiled once per model:
+    every prompt length, sample count and decoding setting reuses the same trace."""
 
     def __init__(self, model: keras.Model, never: list[int] = (), eos_id: int | None = None):
         """``never``: ids never drawn (padding, begin token); after ``eos_id`` a sequence
         is over, and the rest of its row is padding (id 0)."""
         self.model = model
-        vocab_size = int(model.get_layer("logits").units)
-        self.never = never_mask(vocab_size, never)
+        self.mask = never_mask(vocab_size(model), never)
         self.eos_id = -1 if eos_id is None else eos_id
-        self._generate = tf.function(lambda *args: sample_ids(model, *args), reduce_retracing=True)
+        spec = tf.TensorSpec
+        self._generate = tf.function(
+            lambda prompt, length, temperature, top_k, top_p, seed, mask, eos_id: rollout(
+                model, prompt, length, Decoding(temperature, top_k, top_p), seed, mask, eos_id
+            )[0],
+            input_signature=[
+                spec([None, None], tf.int32),
+                spec([], tf.int32),
+                spec([], tf.float32),
+                spec([], tf.int32),
+                spec([], tf.float32),
+                spec([], tf.int64),
+                spec([None], tf.float32),
+                spec([], tf.int32),
+            ],
+        )
 
     def generate(
         self,
@@ -109,7 +197,7 @@ class Sampler:
             tf.constant(decoding.top_k, tf.int32),
             tf.constant(decoding.top_p, tf.float32),
             tf.constant(seed, tf.int64),
-            self.never,
+            self.mask,
             tf.constant(self.eos_id, tf.int32),
         )
         return out.numpy()
@@ -122,37 +210,19 @@ def never_mask(vocab_size: int, never: list[int]) -> tf.Tensor:
     return tf.constant(mask)
 
 
-def after_end(ids: tf.Tensor, eos_id: tf.Tensor) -> tf.Tensor:
+def after_end(ids: tf.Tensor, eos_id: tf.Tensor | int) -> tf.Tensor:
     """1.0 where a token still belongs to its sequence (up to and including the first end
     token), 0.0 after it. ``eos_id`` -1: no end token, every position counts."""
     ended = tf.cumsum(tf.cast(ids == eos_id, tf.int32), axis=1, exclusive=True)
     return tf.cast(ended == 0, tf.float32)
 
 
-def sample_ids(
-    model, prompt, length, temperature, top_k, top_p, seed, never=None, eos_id=-1
-) -> tf.Tensor:
-    """Graph-level sampling loop: [batch, prompt_len] prompts -> [batch, length] token ids.
-
-    Usable inside other compiled functions (the GAN's training steps sample with it too).
-    ``never`` is an additive logit mask (``never_mask``); after an ``eos_id`` token the rest of
-    a row is padding (0).
-    """
-    if never is None:
-        never = tf.zeros([int(model.get_layer("logits").units)])
-    batch = tf.shape(prompt)[0]
-    state = zero_state(model, batch)
-    logits, state = forward(model, prompt, state)
-    last = logits[:, -1, :] + never
-    tokens = tf.TensorArray(tf.int32, size=length)
-    for t in tf.range(length):
-        step_seed = tf.stack([seed, tf.cast(t, tf.int64)])
-        token = choose_tokens(last, temperature, top_k, top_p, step_seed)
-        tokens = tokens.write(t, token)
-        logits, state = forward(model, token[:, None], state)
-        last = logits[:, -1, :] + never
-    ids = tf.transpose(tokens.stack())
-    return tf.where(after_end(ids, eos_id) > 0, ids, tf.zeros_like(ids))
+def prompt_context(vocab: Vocabulary, prompt: str) -> np.ndarray:
+    """The context a sample continues: a stream's prompt (a line break if empty), or
+    ``<bos>`` and the prompt for independent sequences."""
+    if vocab.bos_id is None:
+        return vocab.encode(prompt or "\n")
+    return np.concatenate([[vocab.bos_id], vocab.encode(prompt.strip())]).astype(np.int32)
 
 
 def generate_texts(
@@ -181,11 +251,9 @@ def generate_ids(
     seed: int = 0,
 ) -> np.ndarray:
     """Continuations of ``prompt`` as token ids [num_samples, length] (padded after an end)."""
-    prompt_ids = vocab.prompt_ids(prompt)
+    prompt_ids = prompt_context(vocab, prompt)
     if prompt and vocab.unk_id is not None and (prompt_ids == vocab.unk_id).any():
-        print(
-            f"warning: parts of the prompt {prompt!r} are not in the vocabulary (read as unknown)"
-        )
+        log.warning("parts of the prompt %r are not in the vocabulary (read as unknown)", prompt)
     return sampler_for(model, vocab).generate(prompt_ids, num_samples, length, decoding, seed)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 from textgen.errors import UserError
 
 
@@ -11,8 +14,9 @@ def open_live(directory: str, resume: bool = False):
     ``resume`` continues the curves already in ``directory`` (a resumed training run);
     otherwise they are cleared.
     """
-    from dvclive import Live
     from scmrepo.exceptions import SCMError
+
+    from dvclive import Live
 
     try:
         return Live(directory, dvcyaml=False, save_dvc_exp=False, report=None, resume=resume)
@@ -21,3 +25,17 @@ def open_live(directory: str, resume: bool = False):
             "dvclive needs a git repository with at least one commit: "
             "run `git add -A && git commit -m init` first"
         ) from None
+
+
+def step_curves(live) -> Callable[[int, dict], None]:
+    """``log(step, metrics)`` for a ``Live``: one point per call at x = ``step`` (a training
+    step, not the point's index), skipping values that are not finite (no loss at step 0)."""
+
+    def log(step: int, metrics: dict) -> None:
+        live.step = step
+        for name, value in metrics.items():
+            if math.isfinite(value):
+                live.log_metric(name, value, plot=True)
+        live.next_step()
+
+    return log

@@ -1,0 +1,150 @@
+"""Temporary pipeline repositories for the end-to-end tests: tiny params, a tiny corpus,
+the real stage scripts and dvc.yaml, and helpers to run DVC in them."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.corpora import make_play
+from tests.params import SHIPPED, merged
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+# The shipped params.yaml, made tiny: every other value as shipped.
+TINY_PARAMS = merged(
+    SHIPPED,
+    {
+        "seed": 7,
+        "data": {"corpus": "data/raw/tiny", "val_fraction": 0.1, "test_fraction": 0.1},
+        "lstm": {
+            "embedding_dim": 8,
+            "hidden": 16,
+            "layers": 2,
+            "dropout": 0.0,
+            "seq_len": 32,
+            "batch_size": 8,
+            "epochs": 2,
+            "steps_per_epoch": 10,
+            "warmup_steps": 0,
+            "eval_batch_size": 8,
+        },
+        "gan": {
+            "seq_len": 16,
+            "batch_size": 8,
+            "steps": 4,
+            "d_pretrain_steps": 2,
+            "log_every": 2,
+            "d_filters": 8,
+            "d_filter_widths": [2, 3],
+            "eval_samples": 8,
+            "eval_val_tokens": 300,
+        },
+        "sample": {"num_samples": 10, "length": 40, "prompt": "ROMEO."},
+        "evaluate": {
+            "batch_size": 8,
+            "temperatures": [0.7, 1.3],
+            "num_samples": 10,
+            "length": 40,
+            "report_samples": 1,
+            "reverse_lm": {
+                "embedding_dim": 8,
+                "hidden": 16,
+                "seq_len": 16,
+                "batch_size": 4,
+                "epochs": 2,
+                "warmup_steps": 0,
+            },
+        },
+    },
+)
+
+METRIC_KEYS = {
+    "metrics/prepare.json": {
+        "train_tokens",
+        "val_tokens",
+        "test_tokens",
+        "vocab_size",
+        "unk_rate_val",
+        "unk_rate_test",
+    },
+    "metrics/lstm.json": {"val_nll_nats", "val_bpc", "val_perplexity", "epochs", "parameters"},
+    "metrics/gan.json": {
+        "d_accuracy_real",
+        "d_accuracy_fake",
+        "val_nll_nats",
+        "sample_lm_nll_nats",
+        "distinct_2",
+        "steps",
+    },
+}
+EVALUATE_KEYS = {
+    *(f"bleu_{n}" for n in range(2, 6)),
+    *(f"self_bleu_{n}" for n in range(2, 6)),
+    "lm_score_nats",
+    "reverse_lm_nats",
+    "longest_copy_chars",
+    "novelty_4",
+    "test_nll_nats",
+    "test_bpc",
+    "test_perplexity",
+    "distinct_1",
+    "distinct_2",
+    "distinct_3",
+    "distinct_4",
+}
+TIMINGS = {"train_seconds", "train_tokens_per_s"}  # in timings/, never in hashed outputs
+
+
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@t",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@t",
+}
+
+
+def run(cmd, cwd, check=True):
+    env = {**os.environ, **GIT_IDENTITY, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, shell=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def make_repo(path: Path, params: dict = TINY_PARAMS) -> Path:
+    path.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__")
+    for name in ["stages", "textgen", "scripts"]:
+        shutil.copytree(ROOT / name, path / name, ignore=ignore)
+    for name in ["dvc.yaml", ".gitignore", "requirements.lock"]:
+        shutil.copy(ROOT / name, path / name)
+    (path / "params.yaml").write_text(yaml.safe_dump(params))
+    (path / "data/raw/tiny").mkdir(parents=True)
+    (path / "data/raw/tiny/play.txt").write_text(make_play(300, seed=1))
+    return path
+
+
+def init_repo(repo: Path) -> Path:
+    """A git repository with DVC set up, everything committed on ``main``."""
+    run("git init -q -b main && dvc init -q && dvc config core.analytics false", repo)
+    run("git add -A && git commit -qm base", repo)
+    return repo
+
+
+def stages_run(output: str) -> set[str]:
+    """The stages a `dvc repro` / `dvc exp run` log shows as run (not skipped or restored)."""
+    return set(re.findall(r"^Running stage '([^']+)':$", output, re.M))
+
+
+def read_metrics(repo: Path) -> dict:
+    return {
+        name: json.loads((repo / name).read_text())
+        for name in [*METRIC_KEYS, "metrics/evaluate.json"]
+    }
