@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # dvc.yaml runs `python stages/...`: that must be the environment's python.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test setup corpus lint bench clean pipeline-ci
+.PHONY: run test setup corpus lint bench clean pipeline-ci same-outputs
 
 run: setup corpus
 	$(BIN)/dvc repro
@@ -31,6 +31,10 @@ corpus: setup
 BASE ?= origin/main
 pipeline-ci: setup corpus
 	bash scripts/pipeline_ci.sh $(BASE)
+
+# A refactor keeps every number: tiny pipelines at BASE and here, every output hash compared.
+same-outputs: setup
+	$(BIN)/python scripts/same_outputs.py $(BASE)
 
 lint: setup
 	$(BIN)/ruff check .
