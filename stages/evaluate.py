@@ -10,6 +10,7 @@ import numpy as np
 from _common import LABELS, MODELS, PREPARED, stage_params
 
 from textgen.artifacts import (
+    atomic_dir,
     load_model,
     load_tokens,
     load_vocab,
@@ -43,7 +44,10 @@ def main() -> None:
     vocab = load_vocab(PREPARED / "vocab.json")
     judge, _ = load_model(MODELS["lstm"])  # the LSTM trained on real data scores every sample
     real = RealData(
-        vocab, load_tokens(PREPARED / "train.npy"), load_tokens(PREPARED / "test.npy"), judge
+        vocab,
+        load_tokens(PREPARED / "train.npy", len(vocab)),
+        load_tokens(PREPARED / "test.npy", len(vocab)),
+        judge,
     )
     metrics, sweeps = {}, {}
     for name, path in MODELS.items():
@@ -70,7 +74,6 @@ def main() -> None:
         )
         print(f"{name}: temperature sweep {p.temperatures}")
         sweeps[name] = temperature_sweep(model, real, p, params.sample.prompt, params.seed, name)
-        write_json(f"plots/sweep/{name}.json", sweeps[name].points)
 
     comparisons = [
         compare_curves(sweeps["lstm"].points, sweeps["gan"].points, c, ("lstm", "gan"))
@@ -80,6 +83,9 @@ def main() -> None:
     answer = verdict(comparisons, LABELS)
     s = params.sample
     setting = f"`sample` stage, T={s.temperature:g}, {s.num_samples} samples x {s.length} tokens"
+    with atomic_dir("plots/sweep") as tmp:  # both curves or neither
+        for name, sweep in sweeps.items():
+            write_json(tmp / f"{name}.json", sweep.points)
     write_json("metrics/evaluate.json", metrics)
     write_text_atomic(
         "reports/report.md", render_report(metrics, sweeps, comparisons, answer, LABELS, setting)

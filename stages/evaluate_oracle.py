@@ -25,7 +25,7 @@ def main() -> None:
     p = params.evaluate
     seed_everything(params.seed)
     oracle, vocab = load_model(ORACLE)
-    test = load_tokens(PREPARED / "test.npy")
+    test = load_tokens(PREPARED / "test.npy", len(vocab))
     if test.ndim != 2:
         raise UserError(f"{PREPARED}/test.npy: expected oracle sequences (run the oracle stage)")
     metrics, sweeps = {}, {}

@@ -2,13 +2,12 @@
 
 import shutil
 import time
+from pathlib import Path
 
 from _common import MODELS, PREPARED, stage_params
 
 from textgen.artifacts import (
     atomic_dir,
-    checkpoint_dir,
-    copy_dir,
     load_model,
     load_tokens,
     save_keras,
@@ -16,13 +15,11 @@ from textgen.artifacts import (
     write_json,
 )
 from textgen.backend import keras
+from textgen.checkpoints import Checkpoint, checkpoint_dir
 from textgen.errors import UserError, exit_on_user_error
 from textgen.gan import Conditions, GANMonitor, TextGAN, build_discriminator, copy_model, fit_gan
-from textgen.lstm import resume_epoch
 from textgen.seeding import seed_everything
-from textgen.tracking import open_live, step_curves
-
-LIVE = "dvclive/train_gan"
+from textgen.tracking import write_step_curves
 
 
 def main() -> None:
@@ -30,7 +27,9 @@ def main() -> None:
     p = params.gan
     seed_everything(params.seed)
     lm, vocab = load_model(MODELS["lstm"])
-    train_ids, val_ids = load_tokens(PREPARED / "train.npy"), load_tokens(PREPARED / "val.npy")
+    train_ids, val_ids = (
+        load_tokens(PREPARED / f"{split}.npy", len(vocab)) for split in ["train", "val"]
+    )
     # Independent sequences (data.unit: line) are whole rows; gan.seq_len cuts streams only.
     seq_len = train_ids.shape[1] - 1 if train_ids.ndim == 2 else p.seq_len
     if train_ids.ndim == 1 and len(val_ids) < p.seq_len + 2:
@@ -48,39 +47,31 @@ def main() -> None:
         f"{discriminator.count_params():,} parameters): {p.d_pretrain_steps} discriminator "
         f"pre-training steps, then {p.steps} generator steps"
     )
-    # A killed run resumes from its last curve point: both networks, both optimisers and the
-    # reward baseline (backup/), and the curves so far (dvclive/), outside the outputs.
+    # A killed run resumes from its last curve point (an epoch is gan.log_every steps): both
+    # networks, both optimisers, the reward baseline, dropout seeds and the curve so far.
     run_dir = checkpoint_dir(
         "train_gan",
         f"{params.seed} {p.model_dump_json()}",
-        [MODELS["lstm"], PREPARED / "train.npy", PREPARED / "val.npy"],
+        [MODELS["lstm"], PREPARED / "train.npy", PREPARED / "val.npy", Path(__file__)],
     )
-    backup = run_dir / "backup"
-    done = resume_epoch(backup)
-    if done:
-        print(f"resuming a killed run after step {done * p.log_every} (from {backup})")
-
+    monitor = GANMonitor(lm, val_ids, vocab.decode, params.seed)
+    checkpoint = Checkpoint(run_dir, gan, [monitor])
     start = time.perf_counter()
-    with open_live(str(run_dir / "dvclive"), resume=done > 0) as live:
-        log = step_curves(live)
-        monitor = GANMonitor(lm, val_ids, vocab.decode, params.seed, log, resumed=done > 0)
-        # Restoring must happen before any other callback sees the model: it goes first.
-        callbacks = [keras.callbacks.BackupAndRestore(str(backup)), monitor]
-        try:
-            fit_gan(gan, train_ids, callbacks, first_epoch=done)
-        except ValueError as err:  # data too small for the window/batch settings
-            raise UserError(f"gan: {err}; lower gan.seq_len or gan.batch_size") from None
+    try:
+        fit_gan(gan, train_ids, [monitor], checkpoint)
+    except ValueError as err:  # data too small for the window/batch settings
+        raise UserError(f"gan: {err}; lower gan.seq_len or gan.batch_size") from None
     seconds = time.perf_counter() - start
 
     with atomic_dir(MODELS["gan"].parent) as tmp:
         save_model(generator, vocab, tmp / MODELS["gan"].name)
         save_keras(discriminator, tmp / "discriminator.keras")
-    # (No point after a resume past the last epoch: the run had finished but not saved.)
-    final = monitor.history[-1] if monitor.history else monitor.evaluate(generator)
+    final = monitor.history[-1]
     scores = {k: v for k, v in final.items() if k not in {"step", "d_loss", "g_loss", "beta"}}
     write_json("metrics/gan.json", {**scores, "steps": p.steps})
-    copy_dir(run_dir / "dvclive", LIVE)
-    shutil.rmtree(run_dir)
+    with atomic_dir("dvclive/train_gan") as tmp:
+        write_step_curves(tmp, monitor.history)
+    shutil.rmtree(run_dir)  # only now: a kill before this resumes at the end of training
     # Wall-clock time differs run to run: kept out of the hashed outputs.
     write_json("timings/train_gan.json", {"train_seconds": round(seconds, 1)})
     print(f"train_gan: {p.steps} generator steps in {seconds:.0f} s")

@@ -1,22 +1,17 @@
 """train_lstm: data/prepared/ -> models/lstm.keras (+ vocabulary), metrics/lstm.json, curves."""
 
 import shutil
+from pathlib import Path
 
 from _common import MODELS, PREPARED, stage_params
 
-from textgen.artifacts import (
-    checkpoint_dir,
-    copy_dir,
-    load_tokens,
-    load_vocab,
-    save_model,
-    write_json,
-)
+from textgen.artifacts import atomic_dir, load_tokens, load_vocab, save_model, write_json
+from textgen.checkpoints import checkpoint_dir
 from textgen.errors import UserError, exit_on_user_error
-from textgen.lstm import build_model, heldout_nll, resume_epoch, train
+from textgen.lstm import build_model, heldout_nll, train
 from textgen.metrics import likelihood_metrics
 from textgen.seeding import seed_everything
-from textgen.tracking import open_live
+from textgen.tracking import write_epoch_curves
 
 
 def main() -> None:
@@ -24,34 +19,21 @@ def main() -> None:
     p = params.lstm
     seed_everything(params.seed)
     vocab = load_vocab(PREPARED / "vocab.json")
-    train_ids, val_ids = load_tokens(PREPARED / "train.npy"), load_tokens(PREPARED / "val.npy")
-
-    from dvclive.keras import DVCLiveCallback  # after textgen, which quiets TF start-up logs
+    train_ids, val_ids = (
+        load_tokens(PREPARED / f"{split}.npy", len(vocab)) for split in ["train", "val"]
+    )
 
     model = build_model(len(vocab), p)
     print(f"LSTM language model: {model.count_params():,} parameters, vocabulary {len(vocab)}")
-    # A killed run resumes from here: weights and optimizer after each epoch (backup/) and
-    # the curves so far (dvclive/). Outside the stage's outputs, which DVC deletes first.
+    # A killed run resumes from its last finished epoch: the whole training state is saved
+    # after each, outside the stage's outputs (which DVC deletes before a run).
     run_dir = checkpoint_dir(
         "train_lstm",
         f"{params.seed} {p.model_dump_json()}",
-        [PREPARED / "train.npy", PREPARED / "val.npy", PREPARED / "vocab.json"],
+        [PREPARED / "train.npy", PREPARED / "val.npy", PREPARED / "vocab.json", Path(__file__)],
     )
-    backup = run_dir / "backup"
-    done = resume_epoch(backup)
-    if done:
-        print(f"resuming a killed run after epoch {done} (from {backup})")
-    live = open_live(str(run_dir / "dvclive"), resume=done > 0)
     try:
-        result = train(
-            model,
-            train_ids,
-            val_ids,
-            p,
-            params.seed,
-            [DVCLiveCallback(live=live)],
-            backup_dir=backup,
-        )
+        result = train(model, train_ids, val_ids, p, params.seed, checkpoint_dir=run_dir)
     except ValueError as err:  # data too small for the window/batch settings
         raise UserError(f"lstm: {err}; lower lstm.seq_len or lstm.batch_size") from None
 
@@ -64,8 +46,9 @@ def main() -> None:
     }
     save_model(model, vocab, MODELS["lstm"])
     write_json("metrics/lstm.json", metrics)
-    copy_dir(run_dir / "dvclive", "dvclive/train_lstm")
-    shutil.rmtree(run_dir)
+    with atomic_dir("dvclive/train_lstm") as tmp:
+        write_epoch_curves(tmp, result.epoch_logs)
+    shutil.rmtree(run_dir)  # only now: a kill before this resumes at the end of training
     # Wall-clock figures differ run to run: kept out of the hashed outputs.
     timings = {"train_seconds": result.seconds, "train_tokens_per_s": result.tokens_per_s}
     write_json("timings/train_lstm.json", {k: round(v, 1) for k, v in timings.items()})

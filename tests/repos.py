@@ -123,7 +123,7 @@ def make_repo(path: Path, params: dict = TINY_PARAMS) -> Path:
     ignore = shutil.ignore_patterns("__pycache__")
     for name in ["stages", "textgen", "scripts"]:
         shutil.copytree(ROOT / name, path / name, ignore=ignore)
-    for name in ["dvc.yaml", ".gitignore", "requirements.lock"]:
+    for name in ["dvc.yaml", ".gitignore", ".dvcignore", "requirements.lock"]:
         shutil.copy(ROOT / name, path / name)
     (path / "params.yaml").write_text(yaml.safe_dump(params))
     (path / "data/raw/tiny").mkdir(parents=True)

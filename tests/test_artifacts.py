@@ -1,4 +1,6 @@
 import json
+import os
+import stat
 import time
 import zipfile
 
@@ -8,7 +10,6 @@ import pytest
 from textgen.artifacts import (
     atomic_dir,
     atomic_path,
-    copy_dir,
     load_tokens,
     read_jsonl,
     save_keras,
@@ -39,6 +40,40 @@ def test_atomic_dir_appears_only_complete(tmp_path):
     with atomic_dir(target) as tmp:
         (tmp / "train.npy").write_text("x")
     assert (target / "train.npy").is_file()
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def test_outputs_get_the_umask_mode_not_the_temporary_files_private_one(tmp_path):
+    write_json(tmp_path / "m.json", {"a": 1})
+    with atomic_dir(tmp_path / "prepared") as tmp:
+        save_tokens(tmp / "train.npy", np.arange(3))
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+    assert mode(tmp_path / "m.json") == 0o666 & ~_umask()  # mkstemp alone gives 0o600
+    assert mode(tmp_path / "prepared") == 0o777 & ~_umask()  # mkdtemp alone gives 0o700
+    assert mode(tmp_path / "prepared/train.npy") == 0o666 & ~_umask()
+
+
+def test_a_killed_writes_temporary_is_removed_by_the_next_write(tmp_path):
+    (tmp_path / ".m.json.tmp-abc123").write_text("half")  # a kill's leftover
+    (tmp_path / ".prepared.tmp-xyz").mkdir()
+    (tmp_path / ".other.json.tmp-keep").write_text("another output's")
+    write_json(tmp_path / "m.json", {"a": 1})
+    with atomic_dir(tmp_path / "prepared") as tmp:
+        (tmp / "f").write_text("x")
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [".other.json.tmp-keep", "m.json", "prepared"]
+
+
+def test_a_token_id_outside_the_vocabulary_is_refused(tmp_path):
+    save_tokens(tmp_path / "t.npy", np.array([0, 5, 46], np.int32))
+    assert load_tokens(tmp_path / "t.npy", 47).max() == 46
+    with pytest.raises(UserError, match=r"t\.npy: token id 46 is outside the vocabulary of 46"):
+        load_tokens(tmp_path / "t.npy", 46)
 
 
 def test_tokens_round_trip(tmp_path):
@@ -102,17 +137,3 @@ def test_saved_keras_files_are_byte_identical_across_saves(tmp_path):
     for a, b in zip(model.get_weights(), loaded.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.keras", "b.keras"]  # no leftovers
-
-
-def test_copy_dir_replaces_the_destination(tmp_path):
-    (tmp_path / "src/sub").mkdir(parents=True)
-    (tmp_path / "src/sub/x.tsv").write_text("1")
-    (tmp_path / "dest").mkdir()
-    (tmp_path / "dest/stale.tsv").write_text("old")
-    copy_dir(tmp_path / "src", tmp_path / "dest")
-    assert sorted(
-        str(p.relative_to(tmp_path / "dest")) for p in (tmp_path / "dest").rglob("*")
-    ) == [
-        "sub",
-        "sub/x.tsv",
-    ]

@@ -75,6 +75,86 @@ def test_mistakes_name_the_dotted_key(raw, expected):
     assert "\n" not in message
 
 
+LINE = {"data": {"unit": "line", "max_len": 8}}  # the discriminator sees rows of 8 + 1 tokens
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        # NumPy seeds with 0 <= seed < 2**32 (keras.utils.set_random_seed in seed_everything).
+        ({"seed": 2**32}, "seed: expected an integer from 0 to 4294967295"),
+        ({"seed": -1}, "seed: expected an integer from 0 to 4294967295"),
+        ({"seed": True}, "seed: Input should be a valid integer (value: True)"),
+        # Every float is finite, whatever its other bounds.
+        ({"lstm": {"learning_rate": float("inf")}}, "lstm.learning_rate: Input should be a finite"),
+        ({"lstm": {"learning_rate": float("nan")}}, "lstm.learning_rate: Input should be a finite"),
+        ({"lstm": {"learning_rate": "inf"}}, "lstm.learning_rate: Input should be a finite"),
+        ({"gan": {"mle_weight": float("inf")}}, "gan.mle_weight: Input should be a finite number"),
+        ({"gan": {"beta_max": float("inf")}}, "gan.beta_max: Input should be a finite number"),
+        ({"sample": {"temperature": float("inf")}}, "sample.temperature: Input should be a finite"),
+        (
+            {"evaluate": {"temperatures": [0.5, float("nan")]}},
+            "evaluate.temperatures.1: Input should be a finite number",
+        ),
+        ({"oracle": {"init_std": float("inf")}}, "oracle.init_std: Input should be a finite"),
+        # Floats take YAML ints, but not booleans.
+        ({"gan": {"mle_weight": True}}, "gan.mle_weight: Input should be a number, not a boolean"),
+        # Ints are YAML ints: not booleans, strings or numbers with a fraction.
+        ({"lstm": {"hidden": True}}, "lstm.hidden: Input should be a valid integer (value: True)"),
+        ({"lstm": {"hidden": 2.5}}, "lstm.hidden: Input should be a valid integer (value: 2.5)"),
+        ({"lstm": {"hidden": 2.0}}, "lstm.hidden: Input should be a valid integer (value: 2.0)"),
+        ({"lstm": {"hidden": "64"}}, "lstm.hidden: Input should be a valid integer (value: '64')"),
+        ({"lstm": {"steps_per_epoch": False}}, "lstm.steps_per_epoch: Input should be a valid"),
+        ({"data": {"max_vocab": "100"}}, "data.max_vocab: Input should be a valid integer"),
+        ({"gan": {"d_filter_widths": [2, True]}}, "gan.d_filter_widths.1: Input should be a valid"),
+        # Booleans are YAML booleans (`yes` unquoted is one; "yes" quoted is a string).
+        ({"data": {"lowercase": "yes"}}, "data.lowercase: Input should be a valid boolean"),
+        ({"data": {"lowercase": 1}}, "data.lowercase: Input should be a valid boolean (value: 1)"),
+        # The CNN's widest filter against the length the discriminator sees.
+        (
+            {"gan": {"seq_len": 4}},
+            "gan.d_filter_widths: a filter of width 5 is wider than the 4 tokens the "
+            "discriminator sees (gan.seq_len); narrow it or raise gan.seq_len",
+        ),
+        (
+            merged(LINE, {"gan": {"d_filter_widths": [2, 10]}}),
+            "gan.d_filter_widths: a filter of width 10 is wider than the 9 tokens the "
+            "discriminator sees (data.unit: line, rows of data.max_len + 1 = 9); narrow it or "
+            "raise data.max_len",
+        ),
+    ],
+)
+def test_values_of_the_wrong_kind_or_range_name_the_key(raw, expected):
+    base = merged(SHIPPED, {"oracle": ORACLE_SHIPPED["oracle"]}) if "oracle" in raw else SHIPPED
+    with pytest.raises(UserError) as err:
+        parse_params(merged(base, raw))
+    message = str(err.value)
+    assert message.startswith(f"params.yaml: {expected}"), message
+    assert "\n" not in message
+
+
+def test_the_widest_filter_fits_the_sequences_the_discriminator_sees():
+    # Line rows are data.max_len + 1 tokens long whatever gan.seq_len is (it cuts streams only).
+    params = parse_params(merged(SHIPPED, merged(LINE, {"gan": {"seq_len": 2}})))
+    assert max(params.gan.d_filter_widths) > params.gan.seq_len
+    edge = merged(LINE, {"gan": {"d_filter_widths": [9]}})
+    assert parse_params(merged(SHIPPED, edge)).gan.d_filter_widths == [9]
+    # The oracle benchmark's rows are oracle.seq_len tokens after the <bos>.
+    short = merged(ORACLE_SHIPPED, {"oracle": {"seq_len": 4}})
+    with pytest.raises(UserError, match=r"wider than the 4 tokens .*\(oracle\.seq_len\)"):
+        parse_params(short)
+    parse_params(merged(ORACLE_SHIPPED, {"gan": {"seq_len": 2}}))  # gan.seq_len: streams only
+    # An LSTM discriminator has no filters to fit.
+    parse_params(merged(SHIPPED, {"gan": {"seq_len": 2, "discriminator": "lstm"}}))
+
+
+def test_the_largest_seed_and_whole_floats_are_accepted():
+    params = parse_params(merged(SHIPPED, {"seed": 2**32 - 1, "lstm": {"learning_rate": 1}}))
+    assert params.seed == 2**32 - 1
+    assert params.lstm.learning_rate == 1.0 and isinstance(params.lstm.learning_rate, float)
+    assert parse_params(merged(SHIPPED, {"data": {"lowercase": True}})).data.lowercase is True
+
+
 def test_scientific_notation_string_is_a_number():
     # PyYAML reads `1e-3` as a string; users write it anyway.
     params = parse_params(merged(SHIPPED, {"lstm": {"learning_rate": "1e-3"}}))

@@ -43,6 +43,41 @@ def test_non_utf8_names_file_and_byte_offset(tmp_path):
     assert "byte offset 1" in str(err.value)
 
 
+def test_nul_bytes_name_file_and_first_offset(tmp_path):
+    # UTF-16 without a byte-order mark: ASCII letters each followed by a NUL byte, which
+    # decodes as valid UTF-8, so it must be refused for the NUL bytes themselves.
+    path = tmp_path / "utf16.txt"
+    path.write_bytes("hello world\n".encode("utf-16-le"))
+    with pytest.raises(UserError) as err:
+        read_text(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: contains NUL bytes (first at byte offset 1)"), message
+    assert "UTF-16" in message and "\n" not in message
+    # Non-ASCII UTF-16 (not valid UTF-8 either) gets the same message, not a decoding error.
+    path.write_bytes("hé\n".encode("utf-16-be"))
+    with pytest.raises(UserError, match=r"contains NUL bytes \(first at byte offset 0\)"):
+        read_text(path)
+    path.write_bytes(b"text\n\x00\x01binary")
+    with pytest.raises(UserError, match=r"first at byte offset 5\)"):
+        read_corpus([path])
+
+
+@pytest.mark.parametrize(
+    ("encoding", "name"),
+    [("utf-16", "UTF-16"), ("utf-16-be", "UTF-16"), ("utf-32", "UTF-32")],
+)
+def test_a_utf16_or_utf32_byte_order_mark_names_the_encoding(tmp_path, encoding, name):
+    path = tmp_path / "bom.txt"
+    bom = {"utf-16-be": "\ufeff"}.get(encoding, "")  # utf-16 and utf-32 write their own
+    path.write_bytes((bom + "héllo\n").encode(encoding))
+    with pytest.raises(UserError) as err:
+        read_text(path)
+    message = str(err.value)
+    assert message == (
+        f"{path}: starts with a {name} byte-order mark; not UTF-8 text (re-save the file as UTF-8)"
+    )
+
+
 def test_normalisation_nfc_bom_and_newlines(tmp_path):
     path = tmp_path / "t.txt"
     decomposed = unicodedata.normalize("NFD", "café 한국어")

@@ -4,6 +4,7 @@ import pytest
 from tests.corpora import make_play
 from tests.params import gan_params, lstm_params
 from textgen.backend import keras, tf
+from textgen.checkpoints import Checkpoint
 from textgen.gan import (
     Conditions,
     GANMonitor,
@@ -14,7 +15,7 @@ from textgen.gan import (
     d_loss,
     fit_gan,
 )
-from textgen.lstm import build_model, resume_epoch, train
+from textgen.lstm import build_model, train
 from textgen.sampling import Decoding, never_mask, rollout
 from textgen.seeding import seed_everything
 from textgen.vocab import Vocabulary
@@ -180,13 +181,13 @@ def test_generator_steps_raise_a_frozen_discriminators_score(lm, corpus, algorit
         np.testing.assert_array_equal(a, b)  # G's step never moves D
 
 
-def _train(lm, corpus, p, seed, callbacks=(), first_epoch=0, backup=None):
+def _train(lm, corpus, p, seed, callbacks=(), checkpoint_dir=None):
     vocab, train_ids, val_ids = corpus
     seed_everything(seed)
     gan = make_gan(lm, vocab, p, seed)
-    monitor = GANMonitor(lm, val_ids, vocab.decode, seed, resumed=first_epoch > 0)
-    restore = [keras.callbacks.BackupAndRestore(str(backup))] if backup else []
-    fit_gan(gan, train_ids, [*restore, monitor, *callbacks], first_epoch)
+    monitor = GANMonitor(lm, val_ids, vocab.decode, seed)
+    checkpoint = Checkpoint(checkpoint_dir, gan, [monitor]) if checkpoint_dir else None
+    fit_gan(gan, train_ids, [monitor, *callbacks], checkpoint)
     return gan, monitor
 
 
@@ -213,7 +214,8 @@ def test_training_is_reproducible_and_reports(lm, corpus, algorithm):
 
 
 class _Kill(keras.callbacks.Callback):
-    """Stops a run the way a kill would: right after the backup of epoch ``after``."""
+    """Stops a run the way a kill would: at the end of epoch ``after``, before its checkpoint
+    (the run resumes after the epoch before)."""
 
     def __init__(self, after: int):
         super().__init__()
@@ -227,13 +229,12 @@ class _Kill(keras.callbacks.Callback):
 @pytest.mark.parametrize("algorithm", ["gumbel", "reinforce"])
 def test_a_killed_run_resumes_through_fit_to_the_same_weights(lm, corpus, tmp_path, algorithm):
     p = gan_params(algorithm=algorithm, steps=9, d_pretrain_steps=2, d_steps=2, **SMALL_GAN)
-    p = p.model_copy(update={"log_every": 3})
-    whole, _ = _train(lm, corpus, p, 5)
+    p = p.model_copy(update={"log_every": 3, "d_dropout": 0.25})  # seeds must resume too
+    whole, whole_monitor = _train(lm, corpus, p, 5)
     with pytest.raises(KeyboardInterrupt):
-        _train(lm, corpus, p, 5, [_Kill(after=1)], backup=tmp_path)
-    assert resume_epoch(tmp_path) == 2
-    resumed, monitor = _train(lm, corpus, p, 5, first_epoch=2, backup=tmp_path)
-    assert [h["step"] for h in monitor.history] == [9]  # only the steps it had left
+        _train(lm, corpus, p, 5, [_Kill(after=2)], checkpoint_dir=tmp_path)
+    resumed, monitor = _train(lm, corpus, p, 5, checkpoint_dir=tmp_path)
+    np.testing.assert_equal(monitor.history, whole_monitor.history)  # the whole curve
     for a, b in zip(whole.get_weights(), resumed.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)  # generator, discriminator, reward baseline
     assert resumed.g_optimizer.iterations.numpy() == 9

@@ -7,7 +7,6 @@ from textgen.backend import keras, tf
 from textgen.lstm import (
     build_model,
     forward,
-    resume_epoch,
     sequence_nll,
     stream_nll,
     train,
@@ -84,7 +83,7 @@ def test_training_lowers_the_loss_and_is_reproducible():
         runs.append((model, result))
         after = stream_nll(model, data[:500], batch_size=4)
         assert after < 0.5 * before, (before, after)
-    assert runs[0][1].history["loss"] == runs[1][1].history["loss"]
+    assert runs[0][1].epoch_logs == runs[1][1].epoch_logs
     for a, b in zip(runs[0][0].get_weights(), runs[1][0].get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -126,39 +125,65 @@ def test_sequence_nll_scores_the_continuation_only():
         np.testing.assert_allclose(got, full[:, c - 1 :], rtol=1e-5, atol=1e-6)
 
 
-class _KillAfterFirstEpoch(keras.callbacks.Callback):
+class _KillAfter(keras.callbacks.Callback):
+    """Ends a run the way a kill would: after the checkpoint of epoch ``epoch`` is saved."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+
     def on_epoch_end(self, epoch, logs=None):
-        raise KeyboardInterrupt  # as if the run were killed after epoch 1's backup
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
 
 
-def test_a_killed_run_resumes_where_it_stopped(tmp_path):
-    data = _periodic_tokens()
-    params = TINY.model_copy(update={"epochs": 3, "steps_per_epoch": 15})
-
+def _train_twice(tmp_path, data, val, params, kill_after):
+    """An uninterrupted run, and one killed after epoch ``kill_after + 1`` then resumed in
+    a fresh model (as a new process would: nothing but the checkpoint survives)."""
     seed_everything(5)
     straight = build_model(6, params)
-    train(straight, data, data[:600], params, seed=5, verbose=0)
+    whole = train(straight, data, val, params, seed=5, verbose=0)
 
-    backup = tmp_path / "backup"
     seed_everything(5)
     killed = build_model(6, params)
     with pytest.raises(KeyboardInterrupt):
-        train(
-            killed,
-            data,
-            data[:600],
-            params,
-            seed=5,
-            verbose=0,
-            backup_dir=backup,
-            callbacks=[_KillAfterFirstEpoch()],
-        )
-    assert resume_epoch(backup) == 1
+        train(killed, data, val, params, 5, [_KillAfter(kill_after)], 0, tmp_path / "ckpt")
 
     seed_everything(5)
-    resumed = build_model(6, params)  # a fresh process: nothing but the backup survives
-    result = train(resumed, data, data[:600], params, seed=5, verbose=0, backup_dir=backup)
-    assert result.epochs == 3 and len(result.history["loss"]) == 2
-    assert not backup.exists(), "the backup is removed once training completes"
+    resumed = build_model(6, params)
+    result = train(resumed, data, val, params, seed=5, verbose=0, checkpoint_dir=tmp_path / "ckpt")
+    return (straight, whole), (resumed, result)
+
+
+def test_a_killed_run_resumes_exactly_with_dropout(tmp_path):
+    data = _periodic_tokens()
+    params = TINY.model_copy(update={"epochs": 3, "steps_per_epoch": 15, "dropout": 0.3})
+    (straight, whole), (resumed, result) = _train_twice(tmp_path, data, data[:600], params, 0)
+    assert result.epochs == 3 and result.epoch_logs == whole.epoch_logs
     for a, b in zip(straight.get_weights(), resumed.get_weights(), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(a, b)  # dropout's seeds are in the checkpoint too
+
+
+def test_a_killed_run_resumes_early_stopping_where_it_was(tmp_path):
+    """Validation text unlike the training text: its loss soon rises and early stopping
+    ends the run, restoring the best epoch's weights; the kill falls while it is waiting."""
+    data = _periodic_tokens()
+    val = np.random.default_rng(1).integers(0, 6, 600).astype(np.int32)
+    params = TINY.model_copy(update={"epochs": 12, "steps_per_epoch": 15, "patience": 2})
+    (straight, whole), (resumed, result) = _train_twice(tmp_path, data, val, params, 2)
+    assert whole.epochs < params.epochs, "early stopping should end this run"
+    assert result.epochs == whole.epochs and result.epoch_logs == whole.epoch_logs
+    for a, b in zip(straight.get_weights(), resumed.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)  # the best epoch's weights, in both
+
+
+def test_an_unreadable_checkpoint_is_dropped_with_a_warning(tmp_path, caplog):
+    data = _periodic_tokens()
+    params = TINY.model_copy(update={"epochs": 2, "steps_per_epoch": 5})
+    state = tmp_path / "ckpt" / "state.npz"
+    state.parent.mkdir()
+    state.write_bytes(b"PK\x03\x04 truncated by a kill")
+    seed_everything(5)
+    result = train(build_model(6, params), data, data[:600], params, 5, (), 0, tmp_path / "ckpt")
+    assert result.epochs == 2
+    assert "unusable checkpoint" in caplog.text and "training from the start" in caplog.text

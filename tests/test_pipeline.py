@@ -2,10 +2,7 @@
 
 import json
 import shutil
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -199,44 +196,3 @@ def test_a_stage_reading_an_undeclared_param_stops_with_its_name(tmp_path):
 
     (repo / "dvc.yaml").unlink()  # a stage run outside its pipeline's folder
     _assert_one_line_failure(_stage(repo, "prepare"), "dvc.yaml: no stage 'prepare'")
-
-
-def test_a_killed_train_lstm_resumes_with_its_curves(tmp_path):
-    """No `persist` output: the backup and the curves so far live in checkpoints/, and a
-    rerun after SIGKILL continues both, ending where an uninterrupted run ends."""
-    params = json.loads(json.dumps(TINY_PARAMS))
-    params["lstm"].update(epochs=6, steps_per_epoch=20)
-    repos = []
-    for name in ["straight", "killed"]:
-        repo = init_repo(make_repo(tmp_path / name, params))  # dvclive reads HEAD
-        run(f"{sys.executable} stages/prepare.py", repo)
-        repos.append(repo)
-    straight, killed = repos
-    run(f"{sys.executable} stages/train_lstm.py", straight)
-
-    proc = subprocess.Popen(
-        [sys.executable, "stages/train_lstm.py"], cwd=killed, stdout=subprocess.DEVNULL
-    )
-    meta = killed / "checkpoints/train_lstm"
-    curve = "*/dvclive/plots/metrics/train/loss.tsv"
-    # Kill once two epochs are on the curve (their backups are written before the curve).
-    while proc.poll() is None:
-        points = [len(c.read_text().splitlines()) - 1 for c in meta.glob(curve)]
-        if points and points[0] >= 2:
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    assert proc.wait() == -signal.SIGKILL, "training ended before the kill"
-    assert not (killed / "models/lstm.keras").exists()
-    done = [json.loads(m.read_text())["epoch"] for m in meta.glob("*/backup/*.json")]
-    assert done and done[0] >= 2, "the backup is kept beside the curves"
-
-    resumed = run(f"{sys.executable} stages/train_lstm.py", killed).stdout
-    assert "resuming a killed run after epoch" in resumed
-    loss = "dvclive/train_lstm/plots/metrics/train/loss.tsv"
-    assert (killed / loss).read_text() == (straight / loss).read_text()  # one curve, 6 epochs
-    assert len((killed / loss).read_text().splitlines()) == 1 + 6
-    assert (killed / "models/lstm.keras").read_bytes() == (
-        straight / "models/lstm.keras"
-    ).read_bytes()
-    assert not list(meta.iterdir()), "the checkpoint is removed once the model is written"

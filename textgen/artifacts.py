@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import functools
+import glob
 import json
 import os
 import shutil
@@ -18,59 +19,84 @@ from textgen.backend import keras
 from textgen.errors import UserError
 from textgen.vocab import Vocabulary
 
+# Temporaries are named `.<final name>.tmp-<random>` beside their final path, so that
+# .gitignore and .dvcignore can skip any that a kill leaves behind (pattern `.*.tmp-*`).
+TMP_MARK = ".tmp-"
+
+
+@functools.cache
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only portable way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
+def _publish_mode(path: Path, directory: bool = False) -> None:
+    """Give ``path`` the mode any new file gets under the user's umask: mkstemp and mkdtemp
+    make private ones, which a teammate or a group-shared DVC cache could not read."""
+    path.chmod((0o777 if directory else 0o666) & ~_umask())
+
+
+def _fsync(path: Path) -> None:
+    """Flush ``path`` (a file or a folder's entries) to disk, so that a power loss after the
+    rename that publishes it cannot leave an empty file under the final name."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _temporary_name(path: Path) -> str:
+    for stale in path.parent.glob(f".{glob.escape(path.name)}{TMP_MARK}*"):
+        # A kill's leftover: nothing else writes this output while we do.
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+    return f".{path.name}{TMP_MARK}"
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds,
+    synced to disk, with the umask's mode. A reader never sees a half-written ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temporary_name(path))
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _publish_mode(tmp_path)
+        _fsync(tmp_path)
         os.replace(tmp_path, path)
+        _fsync(path.parent)
     finally:
         tmp_path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary folder that becomes ``path`` (replacing it) only if the block succeeds."""
+    """Yield a temporary folder that becomes ``path`` (replacing it) only if the block
+    succeeds, its files synced to disk, with the umask's modes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temporary_name(path)))
     try:
         yield tmp
+        for folder, _, files in os.walk(tmp):
+            for name in files:
+                _publish_mode(Path(folder, name))
+                _fsync(Path(folder, name))
+            _publish_mode(Path(folder), directory=True)
+            _fsync(Path(folder))
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
+        _fsync(path.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def copy_dir(src: str | Path, dest: str | Path) -> None:
-    """Copy the folder ``src`` to ``dest`` (replacing it), atomically."""
-    with atomic_dir(dest) as tmp:
-        shutil.copytree(src, tmp, dirs_exist_ok=True)
-
-
-def checkpoint_dir(stage: str, settings: str, inputs: list[Path]) -> Path:
-    """``checkpoints/<stage>/<key>``, the key a hash of the settings and the input files.
-
-    Kept outside the stage's DVC outputs (which DVC deletes before a run), so a killed run can
-    resume; any other key's folder is stale (other params or data) and is removed.
-    """
-    digest = hashlib.sha256(settings.encode())
-    for path in inputs:
-        digest.update(Path(path).read_bytes())
-    root = Path("checkpoints") / stage
-    key = digest.hexdigest()[:16]
-    if root.is_dir():
-        for stale in root.iterdir():
-            if stale.name != key:
-                shutil.rmtree(stale, ignore_errors=True)
-    return root / key
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
@@ -106,18 +132,25 @@ def save_tokens(path: str | Path, ids: np.ndarray) -> None:
         np.save(f, np.asarray(ids, dtype=np.int32))
 
 
-def load_tokens(path: str | Path) -> np.ndarray:
-    """Token ids saved by ``save_tokens``: a 1-D stream, or 2-D rows of independent sequences.
-    Never unpickles (the file may come from anyone)."""
+def load_tokens(path: str | Path, vocab_size: int | None = None) -> np.ndarray:
+    """Token ids saved by ``save_tokens``: a 1-D stream, or 2-D rows of independent sequences,
+    every id below ``vocab_size`` if given. Never unpickles (the file may come from anyone)."""
     path = Path(path)
     try:
         ids = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise UserError(f"{path}: file not found (run the prepare stage first)") from None
-    except ValueError as err:
+    except (ValueError, OSError, EOFError) as err:
         raise UserError(f"{path}: not a token array ({err})") from None
-    if ids.dtype != np.int32 or ids.ndim not in (1, 2):
-        raise UserError(f"{path}: expected a 1-D or 2-D int32 array, got {ids.dtype} {ids.shape}")
+    if not isinstance(ids, np.ndarray) or ids.dtype != np.int32 or ids.ndim not in (1, 2):
+        kind = f"{ids.dtype} {ids.shape}" if isinstance(ids, np.ndarray) else "an .npz archive"
+        raise UserError(f"{path}: expected a 1-D or 2-D int32 array, got {kind}")
+    if vocab_size is not None and ids.size and not 0 <= ids.min() <= ids.max() < vocab_size:
+        bad = ids.max() if ids.max() >= vocab_size else ids.min()
+        raise UserError(
+            f"{path}: token id {bad} is outside the vocabulary of {vocab_size} "
+            "(prepared with another vocabulary? rerun the prepare stage)"
+        )
     return ids
 
 
@@ -179,11 +212,16 @@ def save_vocab(vocab: Vocabulary, path: str | Path) -> None:
 def load_vocab(path: str | Path) -> Vocabulary:
     path = Path(path)
     try:
-        return Vocabulary.from_json(json.loads(path.read_text(encoding="utf-8")))
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise UserError("expected a JSON object")
+        return Vocabulary.from_json(data)
     except FileNotFoundError:
         raise UserError(f"{path}: vocabulary file not found") from None
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: not valid UTF-8 JSON ({err})") from None
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from None
 
 
 def save_model(model: keras.Model, vocab: Vocabulary, path: str | Path) -> None:
@@ -197,9 +235,10 @@ def load_model(path: str | Path) -> tuple[keras.Model, Vocabulary]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: model file not found (run `dvc repro` to train it)")
-    vocab = load_vocab(vocab_path_for(path))
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
-    except (ValueError, OSError) as err:
-        raise UserError(f"{path}: not a loadable Keras model ({err})") from None
-    return model, vocab
+    # Whatever a damaged or foreign file makes Keras raise (a zip without config.json: KeyError).
+    except (ValueError, OSError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserError(f"{path}: not a loadable Keras model ({reason})") from None
+    return model, load_vocab(vocab_path_for(path))

@@ -24,8 +24,19 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--top-p", type=float, default=1.0, help="1 = off")
     gen.add_argument("--seed", type=int, default=0)
 
-    fetch = sub.add_parser("fetch-corpus", help="download and unpack the built-in corpus")
-    fetch.add_argument("--dest", type=Path, default=BUILTIN_DEST)
+    fetch = sub.add_parser(
+        "fetch-corpus",
+        help="download and unpack the built-in corpus",
+        description="Install the built-in corpus into a new or empty folder, or one it installed "
+        "before (its manifest, .textgen-corpus.json, lists the files it put there; only those "
+        "are ever replaced or removed). When the folder is already complete, nothing is fetched.",
+    )
+    fetch.add_argument(
+        "--dest",
+        type=Path,
+        default=BUILTIN_DEST,
+        help=f"a folder of its own for the corpus (default: {BUILTIN_DEST})",
+    )
     fetch.add_argument(
         "--params",
         type=Path,
@@ -51,11 +62,15 @@ def _run(args: argparse.Namespace) -> None:
             if not corpus.is_relative_to(args.dest):
                 print(f"data.corpus is {corpus}, not the built-in corpus: nothing to fetch")
                 return
-        dest = install_builtin(args.dest)
+        try:
+            dest = install_builtin(args.dest)
+        except OSError as err:  # a folder it cannot write, a full disk: the user can fix those
+            raise UserError(f"fetch-corpus: {err}") from None
         print(f"built-in corpus ready in {dest}")
         return
 
     from textgen.artifacts import load_model
+    from textgen.config import SEED_LIMIT
     from textgen.sampling import Decoding, generate_texts
 
     try:
@@ -64,6 +79,8 @@ def _run(args: argparse.Namespace) -> None:
         raise UserError(str(err)) from None
     if args.num_samples < 1 or args.length < 1:
         raise UserError("--num-samples and --length must be positive")
+    if not 0 <= args.seed < SEED_LIMIT:
+        raise UserError(f"--seed must be an integer from 0 to {SEED_LIMIT - 1}")
     model, vocab = load_model(args.model)
     texts = generate_texts(
         model, vocab, args.prompt, args.num_samples, args.length, decoding, args.seed

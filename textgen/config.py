@@ -6,12 +6,51 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    model_validator,
+)
 
 from textgen.errors import UserError
 
-PositiveInt = Annotated[int, Field(gt=0)]
-Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+# YAML gives each value its type, and a value of the wrong type is a mistake, not something
+# to convert: `hidden: true` is not 1, `lowercase: "yes"` is not true, 2.5 is not an integer.
+Int = Annotated[int, Strict()]
+PositiveInt = Annotated[Int, Field(gt=0)]
+NonNegativeInt = Annotated[Int, Field(ge=0)]
+Bool = Annotated[bool, Strict()]
+
+
+def _not_a_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("Input should be a number, not a boolean")
+    return value
+
+
+# A number: a YAML int or float (or a numeric string: PyYAML reads `1e-3` as one), never a
+# boolean, and finite (.inf and .nan would only surface as a crash or NaN losses later).
+Float = Annotated[float, BeforeValidator(_not_a_bool), Field(allow_inf_nan=False)]
+Fraction = Annotated[Float, Field(gt=0.0, lt=1.0)]
+
+# NumPy seeds its global generator (keras.utils.set_random_seed, in seed_everything and the
+# reverse LM's training) with 0 <= seed < 2**32. Seeds derived from it (derive_seed: seed *
+# 1,000,003 + i, then int64 in TensorFlow) stay far below 2**63 from any seed in that range.
+SEED_LIMIT = 2**32
+
+
+def _seed_in_range(seed: int) -> int:
+    if not 0 <= seed < SEED_LIMIT:
+        raise ValueError(f"expected an integer from 0 to {SEED_LIMIT - 1}, the seeds NumPy accepts")
+    return seed
+
+
+Seed = Annotated[Int, AfterValidator(_seed_in_range)]
 
 
 class _Section(BaseModel):
@@ -21,13 +60,13 @@ class _Section(BaseModel):
 
 class DataParams(_Section):
     corpus: str
-    lowercase: bool
+    lowercase: Bool
     split: Literal["per_file", "whole"]
     val_fraction: Fraction
     test_fraction: Fraction
     unit: Literal["stream", "line"]
     tokenizer: Literal["char", "word"]
-    max_vocab: Annotated[int, Field(ge=2)] | None
+    max_vocab: Annotated[Int, Field(ge=2)] | None
     max_len: PositiveInt
 
     @model_validator(mode="after")
@@ -41,15 +80,15 @@ class LSTMParams(_Section):
     embedding_dim: PositiveInt
     hidden: PositiveInt
     layers: PositiveInt
-    dropout: Annotated[float, Field(ge=0.0, lt=1.0)]
+    dropout: Annotated[Float, Field(ge=0.0, lt=1.0)]
     seq_len: PositiveInt
     batch_size: PositiveInt
     epochs: PositiveInt
     steps_per_epoch: PositiveInt | None
-    learning_rate: Annotated[float, Field(gt=0.0)]
-    min_learning_rate_ratio: Annotated[float, Field(ge=0.0, le=1.0)]
-    warmup_steps: Annotated[int, Field(ge=0)]
-    clipnorm: Annotated[float, Field(gt=0.0)]
+    learning_rate: Annotated[Float, Field(gt=0.0)]
+    min_learning_rate_ratio: Annotated[Float, Field(ge=0.0, le=1.0)]
+    warmup_steps: NonNegativeInt
+    clipnorm: Annotated[Float, Field(gt=0.0)]
     patience: PositiveInt
     eval_batch_size: PositiveInt
 
@@ -61,47 +100,41 @@ class GANParams(_Section):
     seq_len: PositiveInt
     batch_size: PositiveInt
     steps: PositiveInt
-    d_pretrain_steps: Annotated[int, Field(ge=0)]
+    d_pretrain_steps: NonNegativeInt
     d_steps: PositiveInt
-    g_learning_rate: Annotated[float, Field(gt=0.0)]
-    d_learning_rate: Annotated[float, Field(gt=0.0)]
-    clipnorm: Annotated[float, Field(gt=0.0)]
-    mle_weight: Annotated[float, Field(ge=0.0)]
-    beta_max: Annotated[float, Field(ge=1.0)]
+    g_learning_rate: Annotated[Float, Field(gt=0.0)]
+    d_learning_rate: Annotated[Float, Field(gt=0.0)]
+    clipnorm: Annotated[Float, Field(gt=0.0)]
+    mle_weight: Annotated[Float, Field(ge=0.0)]
+    beta_max: Annotated[Float, Field(ge=1.0)]
     beta_schedule: Literal["exp", "linear", "constant"]
-    baseline_decay: Annotated[float, Field(ge=0.0, lt=1.0)]
+    baseline_decay: Annotated[Float, Field(ge=0.0, lt=1.0)]
     d_embedding_dim: PositiveInt
     d_filters: PositiveInt
     d_filter_widths: Annotated[list[PositiveInt], Field(min_length=1)]
     d_hidden: PositiveInt
-    d_dropout: Annotated[float, Field(ge=0.0, lt=1.0)]
+    d_dropout: Annotated[Float, Field(ge=0.0, lt=1.0)]
     log_every: PositiveInt
     eval_samples: PositiveInt
     eval_val_tokens: PositiveInt
-
-    @model_validator(mode="after")
-    def _convolutions_fit(self) -> GANParams:
-        if self.discriminator == "cnn" and max(self.d_filter_widths) > self.seq_len:
-            raise ValueError("every gan.d_filter_widths entry must be at most gan.seq_len")
-        return self
 
 
 class SampleParams(_Section):
     num_samples: PositiveInt
     length: PositiveInt
-    temperature: Annotated[float, Field(ge=0.0)]
-    top_k: Annotated[int, Field(ge=0)]
-    top_p: Annotated[float, Field(gt=0.0, le=1.0)]
+    temperature: Annotated[Float, Field(ge=0.0)]
+    top_k: NonNegativeInt
+    top_p: Annotated[Float, Field(gt=0.0, le=1.0)]
     prompt: str
 
 
 class EvaluateParams(_Section):
     batch_size: PositiveInt
-    temperatures: Annotated[list[Annotated[float, Field(gt=0.0)]], Field(min_length=2)]
-    num_samples: Annotated[int, Field(ge=2)]
+    temperatures: Annotated[list[Annotated[Float, Field(gt=0.0)]], Field(min_length=2)]
+    num_samples: Annotated[Int, Field(ge=2)]
     length: PositiveInt
     reverse_lm: LSTMParams
-    report_samples: Annotated[int, Field(ge=0)]
+    report_samples: NonNegativeInt
 
     @model_validator(mode="after")
     def _report_samples_exist(self) -> EvaluateParams:
@@ -134,7 +167,7 @@ class OracleParams(_Section):
     seq_len: PositiveInt
     embedding_dim: PositiveInt
     hidden: PositiveInt
-    init_std: Annotated[float, Field(gt=0.0)]
+    init_std: Annotated[Float, Field(gt=0.0)]
     train_sequences: PositiveInt
     val_sequences: PositiveInt
     test_sequences: PositiveInt
@@ -149,13 +182,37 @@ class Params(_Section):
     key set (params.yaml is the one home of every value, so ``dvc params diff`` and
     ``dvc exp show`` show them all); a stage that reads a missing section stops naming it."""
 
-    seed: Annotated[int, Field(ge=0)]
+    seed: Seed
     data: DataParams | None = None
     lstm: LSTMParams | None = None
     gan: GANParams | None = None
     sample: SampleParams | None = None
     evaluate: EvaluateParams | None = None
     oracle: OracleParams | None = None
+
+    @model_validator(mode="after")
+    def _convolutions_fit(self) -> Params:
+        """The CNN discriminator's widest filter must fit the sequences it judges: windows of
+        gan.seq_len from a stream, but whole rows with data.unit: line (<bos>, at most
+        data.max_len tokens, <eos>, padding: data.max_len + 1 tokens after the <bos>) and in
+        the oracle benchmark (oracle.seq_len tokens after the <bos>)."""
+        gan = self.gan
+        if gan is None or gan.discriminator != "cnn":
+            return self
+        if self.data is not None and self.data.unit == "line":
+            length = self.data.max_len + 1
+            source, fix = f"data.unit: line, rows of data.max_len + 1 = {length}", "data.max_len"
+        elif self.data is None and self.oracle is not None:
+            length, source, fix = self.oracle.seq_len, "oracle.seq_len", "oracle.seq_len"
+        else:
+            length, source, fix = gan.seq_len, "gan.seq_len", "gan.seq_len"
+        widest = max(gan.d_filter_widths)
+        if widest > length:
+            raise ValueError(
+                f"gan.d_filter_widths: a filter of width {widest} is wider than the {length} "
+                f"tokens the discriminator sees ({source}); narrow it or raise {fix}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _samples_feed_reverse_lm(self) -> Params:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import glob
 import unicodedata
 from dataclasses import dataclass
@@ -37,9 +38,36 @@ def corpus_files(spec: str, root: Path = Path()) -> list[Path]:
     )
 
 
+# Byte-order marks of the encodings a text file saved as "Unicode" is likely to be in; UTF-32's
+# first, as UTF-32 LE's begins with UTF-16 LE's.
+_FOREIGN_BOMS = [
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+]
+
+
 def read_text(path: Path) -> str:
-    """One file as text: strict UTF-8 (a BOM is dropped), newlines unified, NFC-normalised."""
+    """One file as text: strict UTF-8 (a BOM is dropped), newlines unified, NFC-normalised.
+
+    No NUL (U+0000) anywhere: it is no character of text, and its bytes (0x00, never part of
+    another character's UTF-8) are what UTF-16 or UTF-32 text, or a binary file, is full of;
+    ASCII text saved as UTF-16 would otherwise decode as valid UTF-8 with a NUL after every
+    letter."""
     data = path.read_bytes()
+    for bom, encoding in _FOREIGN_BOMS:
+        if data.startswith(bom):
+            raise UserError(
+                f"{path}: starts with a {encoding} byte-order mark; not UTF-8 text "
+                "(re-save the file as UTF-8)"
+            )
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise UserError(
+            f"{path}: contains NUL bytes (first at byte offset {nul}); not plain UTF-8 text "
+            "(UTF-16 or a binary file? re-save it as UTF-8)"
+        )
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:

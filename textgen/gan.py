@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from textgen.backend import keras, tf
+from textgen.checkpoints import Checkpoint
 from textgen.config import GANParams
 from textgen.lstm import (
     PAD_ID,
@@ -151,10 +152,10 @@ class TextGAN(keras.Model):
     ``train_step`` that takes ``d_steps + 1`` batches [k, batch, time] (inputs, targets),
     updates D on the first ``d_steps`` and G on the last. ``fit`` then brings what training
     needs as callbacks: ``BetaSchedule`` (the relaxation's temperature), ``GANMonitor``
-    (evaluation, curves, the collapse warning) and ``BackupAndRestore`` (resume).
+    (evaluation, curves, the collapse warning) and a ``checkpoints.Checkpoint`` (resume).
 
     Every random draw is a stateless function of the seed and the update's index (counted
-    by the optimisers, which backups restore), so a resumed run draws what the uninterrupted
+    by the optimisers, which checkpoints restore), so a resumed run draws what the uninterrupted
     one would have.
     """
 
@@ -185,6 +186,11 @@ class TextGAN(keras.Model):
         # Built now, so that a backup restores their state before the first step.
         d_optimizer.build(self.discriminator.trainable_variables)
         g_optimizer.build(self.generator.trainable_variables)
+
+    @property
+    def optimizers(self) -> list[keras.optimizers.Optimizer]:
+        """Both optimisers (what a checkpoint saves besides ``variables``)."""
+        return [self.d_optimizer, self.g_optimizer]
 
     # -- one update each -----------------------------------------------------------------
     def noise(self, counter: tf.Tensor) -> tf.Tensor:
@@ -291,20 +297,26 @@ def fit_gan(
     gan: TextGAN,
     train_ids: np.ndarray,
     callbacks: list[keras.callbacks.Callback],
-    first_epoch: int = 0,
+    checkpoint: Checkpoint | None = None,
 ) -> None:
     """``d_pretrain_steps`` D updates (unless resuming), then ``steps`` G steps through
-    ``fit``: an epoch is ``log_every`` generator steps (the last may be shorter)."""
+    ``fit``: an epoch is ``log_every`` generator steps (the last may be shorter). With a
+    ``checkpoint`` (made for ``gan``), a killed run goes on from its last saved epoch."""
     p = gan.params
+    epochs = math.ceil(p.steps / p.log_every)
+    first_epoch = checkpoint.initial_epoch(epochs) if checkpoint else 0
     ds = gan_dataset(train_ids, p, gan.noise_seed)
     if first_epoch == 0:
         gan.pretrain_discriminator(ds.take(p.d_pretrain_steps))
     done = p.d_pretrain_steps + first_epoch * p.log_every * (p.d_steps + 1)
+    saved = [checkpoint] if checkpoint else []
     gan.fit(
         ds.skip(done).batch(p.d_steps + 1),
-        epochs=math.ceil(p.steps / p.log_every),
+        epochs=epochs,
+        initial_epoch=first_epoch,
         steps_per_epoch=p.log_every,
-        callbacks=[*callbacks, BetaSchedule()],
+        # The checkpoint saves what the callbacks before it did.
+        callbacks=[*callbacks, *saved, BetaSchedule()],
         shuffle=False,  # the dataset shuffles itself, reproducibly
         verbose=0,
     )
@@ -329,8 +341,8 @@ class BetaSchedule(keras.callbacks.Callback):
 
 class GANMonitor(keras.callbacks.Callback):
     """Evaluates the generator at the warm start and after every epoch (``log_every`` steps),
-    hands each point to ``log(step, metrics)``, keeps the ``history``, and warns when sample
-    diversity collapses to under half the warm start's.
+    keeps the points in ``history`` (the curves, saved by a checkpoint), logs each, and warns
+    when sample diversity collapses to under half the warm start's.
 
     ``lm`` is the frozen MLE model (the generator's warm start): it judges the quality of
     the generator's samples and is never updated.
@@ -342,13 +354,16 @@ class GANMonitor(keras.callbacks.Callback):
         val_ids: np.ndarray,
         decode: Callable[[np.ndarray], str],
         seed: int,
-        log: Callable[[int, dict], None] = lambda step, metrics: None,
-        resumed: bool = False,
     ):
         super().__init__()
         self.lm, self.val_ids, self.decode, self.seed = lm, val_ids, decode, seed
-        self.log, self.resumed = log, resumed
         self.history: list[dict] = []
+
+    def get_state(self) -> tuple[dict, list[np.ndarray]]:
+        return {"history": self.history}, []
+
+    def set_state(self, meta: dict, arrays: list[np.ndarray]) -> None:
+        self.history = list(meta["history"])
 
     def evaluate(self, generator: keras.Model) -> dict[str, float]:
         """Where ``generator`` stands: D's accuracy, likelihood on val, sample quality under
@@ -381,17 +396,15 @@ class GANMonitor(keras.callbacks.Callback):
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.samplers: dict[int, Sampler] = {}  # one compiled sampler per model
-        if self.resumed:  # the warm start is on the curve already: the LM is the warm start
-            self.first_distinct = self.evaluate(self.lm)["distinct_2"]
-            return
-        point = {
-            "d_loss": float("nan"),
-            "g_loss": float("nan"),
-            "beta": beta_at(0, self.model.params),
-        }
-        point.update(self.evaluate(self.model.generator))
-        self.first_distinct = point["distinct_2"]
-        self._record(0, point)
+        if not self.history:  # (a resumed run has its warm start on the curve already)
+            point = {
+                "d_loss": float("nan"),
+                "g_loss": float("nan"),
+                "beta": beta_at(0, self.model.params),
+            }
+            point.update(self.evaluate(self.model.generator))
+            self._record(0, point)
+        self.first_distinct = self.history[0]["distinct_2"]
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         p = self.model.params
@@ -414,7 +427,6 @@ class GANMonitor(keras.callbacks.Callback):
 
     def _record(self, step: int, p: dict) -> None:
         self.history.append({"step": step, **p})
-        self.log(step, p)
         log.info(
             f"step {step:5d}  D loss {p['d_loss']:.3f}  acc real/fake "
             f"{p['d_accuracy_real']:.2f}/{p['d_accuracy_fake']:.2f}  G loss {p['g_loss']:.3f}  "

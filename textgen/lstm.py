@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from textgen.backend import keras, tf
+from textgen.checkpoints import Checkpoint, EarlyStopping
 from textgen.config import LSTMParams, OracleParams
 
 
@@ -171,7 +172,7 @@ class TrainResult:
     steps: int
     seconds: float
     tokens_per_s: float
-    history: dict
+    epoch_logs: list[dict[str, float]]  # every epoch's logs, resumed ones included
 
 
 def train(
@@ -182,25 +183,26 @@ def train(
     seed: int,
     callbacks: list[keras.callbacks.Callback] = (),
     verbose: int | str = "auto",
-    backup_dir: Path | None = None,
+    checkpoint_dir: Path | None = None,
 ) -> TrainResult:
     """Teacher-forced training with Adam, warm-up + cosine decay, clipping, early stopping.
 
-    With ``backup_dir``, the weights and optimizer state are saved there after every epoch
-    (Keras ``BackupAndRestore``) and a killed run resumes from its last finished epoch, with
-    the data order it would have had; the folder is removed when training completes.
+    With ``checkpoint_dir``, the whole training state is saved there after every epoch
+    (``checkpoints.Checkpoint``) and a killed run resumes from its last finished epoch, with
+    the data order, dropout draws and early-stopping progress it would have had. The caller
+    removes the folder once the model is safely written.
     """
-    first_epoch = resume_epoch(backup_dir) if backup_dir else 0
-    if train_tokens.ndim == 2:  # independent sequences
-        ds, steps_per_epoch = row_dataset(
-            train_tokens, p.batch_size, seed, p.steps_per_epoch, first_epoch
-        )
-        tokens_per_step = p.batch_size * (train_tokens.shape[1] - 1)
-    else:
-        ds, steps_per_epoch = window_dataset(
+
+    def batches(first_epoch: int) -> tuple[tf.data.Dataset, int]:
+        if train_tokens.ndim == 2:  # independent sequences
+            return row_dataset(train_tokens, p.batch_size, seed, p.steps_per_epoch, first_epoch)
+        return window_dataset(
             train_tokens, p.seq_len, p.batch_size, seed, p.steps_per_epoch, first_epoch
         )
-        tokens_per_step = p.batch_size * p.seq_len
+
+    ds, steps_per_epoch = batches(0)
+    width = train_tokens.shape[1] - 1 if train_tokens.ndim == 2 else p.seq_len
+    tokens_per_step = p.batch_size * width
     total = steps_per_epoch * p.epochs
     warmup = min(p.warmup_steps, total // 2)
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -214,42 +216,44 @@ def train(
         optimizer=keras.optimizers.Adam(schedule, global_clipnorm=p.clipnorm),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
-    stop = keras.callbacks.EarlyStopping(
+    stop = EarlyStopping(
         monitor="val_loss",
         patience=p.patience,
         restore_best_weights=True,
         verbose=int(verbose != 0),
     )
+    saved = [Checkpoint(checkpoint_dir, model, [stop])] if checkpoint_dir else []
+    first_epoch = saved[0].initial_epoch(p.epochs) if saved else 0
+    if first_epoch:
+        ds, _ = batches(first_epoch)
     val = eval_dataset(val_tokens, p.seq_len, p.eval_batch_size)
-    # Restoring must happen before any other callback sees the model: it goes first.
-    backup = [keras.callbacks.BackupAndRestore(str(backup_dir))] if backup_dir else []
     if verbose == "auto":  # a progress bar on a terminal; one line per epoch in a CI log
         verbose = 1 if sys.stdout.isatty() else 2
     start = time.perf_counter()
     hist = model.fit(
         ds,
         epochs=p.epochs,
+        initial_epoch=first_epoch,
         steps_per_epoch=steps_per_epoch,
         validation_data=val,
-        callbacks=[*backup, stop, *callbacks],
+        callbacks=[stop, *saved, *callbacks],  # the checkpoint saves what stop did
         shuffle=False,  # the dataset shuffles windows itself, reproducibly
         verbose=verbose,
     )
     seconds = time.perf_counter() - start
-    ran = len(hist.history["loss"])  # epochs run by this call (after any resumed ones)
+    ran = len(hist.history.get("loss", []))  # epochs run by this call (after resumed ones)
+    epoch_logs = (
+        saved[0].epoch_logs
+        if saved
+        else [{k: float(v[i]) for k, v in hist.history.items()} for i in range(ran)]
+    )
     return TrainResult(
-        epochs=first_epoch + ran,
-        steps=(first_epoch + ran) * steps_per_epoch,
+        epochs=len(epoch_logs),
+        steps=len(epoch_logs) * steps_per_epoch,
         seconds=seconds,
         tokens_per_s=ran * steps_per_epoch * tokens_per_step / seconds,
-        history=hist.history,
+        epoch_logs=epoch_logs,
     )
-
-
-def resume_epoch(backup_dir: Path) -> int:
-    """Epochs already finished by a killed run backed up in ``backup_dir`` (0 if none)."""
-    meta = Path(backup_dir) / "training_metadata.json"
-    return int(json.loads(meta.read_text())["epoch"]) if meta.is_file() else 0
 
 
 def stream_nll(model: keras.Model, tokens: np.ndarray, batch_size: int, window: int = 256) -> float:

@@ -1,25 +1,27 @@
-"""Training curves for DVC plots, through dvclive (one folder per stage under dvclive/)."""
+"""Training curves for DVC plots, through dvclive (one folder per stage under dvclive/).
+
+The curves are written once training has finished, from the points the training kept (in
+its checkpoint, across any number of kills and resumes): a killed run never leaves a curve
+with a half-written or repeated point.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Iterable
+from pathlib import Path
 
 from textgen.errors import UserError
 
 
-def open_live(directory: str, resume: bool = False):
-    """A dvclive ``Live`` that only writes files: no dvc.yaml edits, no experiment commits.
-
-    ``resume`` continues the curves already in ``directory`` (a resumed training run);
-    otherwise they are cleared.
-    """
+def open_live(directory: str | Path):
+    """A dvclive ``Live`` that only writes files: no dvc.yaml edits, no experiment commits."""
     from scmrepo.exceptions import SCMError
 
     from dvclive import Live
 
     try:
-        return Live(directory, dvcyaml=False, save_dvc_exp=False, report=None, resume=resume)
+        return Live(str(directory), dvcyaml=False, save_dvc_exp=False, report=None)
     except SCMError:  # dvclive 3.49 reads HEAD even when told not to save an experiment
         raise UserError(
             "dvclive needs a git repository with at least one commit: "
@@ -27,15 +29,24 @@ def open_live(directory: str, resume: bool = False):
         ) from None
 
 
-def step_curves(live) -> Callable[[int, dict], None]:
-    """``log(step, metrics)`` for a ``Live``: one point per call at x = ``step`` (a training
-    step, not the point's index), skipping values that are not finite (no loss at step 0)."""
+def write_epoch_curves(directory: str | Path, epoch_logs: Iterable[dict[str, float]]) -> None:
+    """One point per epoch of Keras ``fit`` logs, named as dvclive's Keras callback names
+    them (``loss`` -> ``train/loss``, ``val_loss`` -> ``eval/loss``)."""
+    from dvclive.keras import DVCLiveCallback
 
-    def log(step: int, metrics: dict) -> None:
-        live.step = step
-        for name, value in metrics.items():
-            if math.isfinite(value):
-                live.log_metric(name, value, plot=True)
-        live.next_step()
+    with open_live(directory) as live:
+        callback = DVCLiveCallback(live=live)
+        for epoch, logs in enumerate(epoch_logs):
+            callback.on_epoch_end(epoch, logs)
 
-    return log
+
+def write_step_curves(directory: str | Path, points: Iterable[dict[str, float]]) -> None:
+    """One point per dict at x = its ``step`` (a training step, not the point's index),
+    skipping values that are not finite (no loss at step 0)."""
+    with open_live(directory) as live:
+        for point in points:
+            live.step = int(point["step"])
+            for name, value in point.items():
+                if name != "step" and math.isfinite(value):
+                    live.log_metric(name, value, plot=True)
+            live.next_step()

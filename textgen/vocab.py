@@ -182,8 +182,10 @@ class Vocabulary:
     @classmethod
     def from_json(cls, data: dict) -> Vocabulary:
         kind, tokens = data.get("kind"), data.get("tokens")
-        if kind not in TOKENIZERS or not isinstance(tokens, list):
+        if kind not in TOKENIZERS:
             raise UserError(f"vocabulary: unsupported kind {kind!r} (expected 'char' or 'word')")
+        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+            raise UserError("vocabulary: 'tokens' must be a list of strings")
         ids = sorted(dict(data.get("special_tokens") or {"unk": 0}).values())
         if ids != list(range(len(ids))):
             raise UserError("vocabulary: special tokens must come first")
