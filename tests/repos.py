@@ -110,8 +110,13 @@ GIT_IDENTITY = {
 }
 
 
+def repo_env(**extra: str) -> dict[str, str]:
+    """The environment commands run in: this venv's dvc and python first, a git identity."""
+    return {**os.environ, **GIT_IDENTITY, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **extra}
+
+
 def run(cmd, cwd, check=True):
-    env = {**os.environ, **GIT_IDENTITY, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env = repo_env()
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, shell=True)
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")

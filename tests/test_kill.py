@@ -6,7 +6,6 @@ is published), in the stage process, killing the stage and DVC together.
 """
 
 import json
-import os
 import signal
 import subprocess
 import zipfile
@@ -17,7 +16,7 @@ import pytest
 import yaml
 
 from tests.params import merged
-from tests.repos import BIN, GIT_IDENTITY, TINY_PARAMS, init_repo, make_repo
+from tests.repos import TINY_PARAMS, init_repo, make_repo, repo_env
 
 FAULTS = Path(__file__).parent / "faults"
 
@@ -52,14 +51,11 @@ def _outputs(repo: Path) -> list[Path]:
 
 
 def _repro(repo: Path, audit: Path, kill: str | None = None) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        **GIT_IDENTITY,
-        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        "PYTHONPATH": str(FAULTS),
-        "TEXTGEN_AUDIT": str(audit),
-        "TEXTGEN_OUTPUTS": json.dumps([str(o) for o in _outputs(repo)]),
-    }
+    env = repo_env(
+        PYTHONPATH=str(FAULTS),
+        TEXTGEN_AUDIT=str(audit),
+        TEXTGEN_OUTPUTS=json.dumps([str(o) for o in _outputs(repo)]),
+    )
     if kill:
         env["TEXTGEN_KILL"] = kill
     # A session of its own: the kill takes DVC and the stage, and nothing of pytest.
