@@ -27,6 +27,9 @@ from textgen.errors import UserError, configure_logging  # noqa: E402
 PREPARED = Path("data/prepared")
 MODELS = {"lstm": Path("models/lstm.keras"), "gan": Path("models/gan/generator.keras")}
 ORACLE = Path("models/oracle.keras")  # the synthetic benchmark's data source
+# The independent judge of sample quality (train_judge): neither contestant, so neither is
+# scored by itself.
+JUDGE = Path("models/judge.keras")
 LABELS = {"lstm": "the LSTM (MLE)", "gan": "the GAN"}  # how reports name the models
 DVC_YAML = Path("dvc.yaml")
 configure_logging()

@@ -1,13 +1,14 @@
 """evaluate: both models on equal terms -> metrics/evaluate.json, plots/sweep/, reports/report.md.
 
 Per model: held-out likelihood, and the quality and diversity of the `sample` stage's samples;
-then a temperature sweep of both, and the verdict from their quality-diversity curves.
+then a temperature sweep of both, and the verdict from their quality-diversity curves, with
+95% bootstrap intervals (the samples resampled, each model's independently).
 """
 
 import time
 
 import numpy as np
-from _common import LABELS, MODELS, PREPARED, stage_params
+from _common import JUDGE, LABELS, MODELS, PREPARED, stage_params
 
 from textgen.artifacts import (
     atomic_dir,
@@ -18,9 +19,11 @@ from textgen.artifacts import (
     write_json,
     write_text_atomic,
 )
+from textgen.backend import keras
 from textgen.errors import UserError, exit_on_user_error
 from textgen.evaluation import (
     CRITERIA,
+    RESAMPLING,
     RealData,
     compare_curves,
     comparison_metrics,
@@ -28,11 +31,11 @@ from textgen.evaluation import (
     temperature_sweep,
     verdict,
 )
-from textgen.lstm import heldout_nll
+from textgen.lstm import heldout_nll, lstm_layers
 from textgen.metrics import likelihood_metrics
 from textgen.report import render_report
 from textgen.sampling import prompt_context
-from textgen.seeding import seed_everything
+from textgen.seeding import derive_seed, seed_everything
 from textgen.vocab import Vocabulary
 
 
@@ -42,7 +45,9 @@ def main() -> None:
     seed_everything(params.seed)
     start = time.perf_counter()
     vocab = load_vocab(PREPARED / "vocab.json")
-    judge, _ = load_model(MODELS["lstm"])  # the LSTM trained on real data scores every sample
+    judge, judge_vocab = load_model(JUDGE)  # neither contestant: no model scores itself
+    if judge_vocab.tokens != vocab.tokens:
+        raise UserError(f"{JUDGE}: trained on another vocabulary than {PREPARED}/vocab.json")
     real = RealData(
         vocab,
         load_tokens(PREPARED / "train.npy", len(vocab)),
@@ -50,17 +55,19 @@ def main() -> None:
         judge,
     )
     metrics, sweeps = {}, {}
-    for name, path in MODELS.items():
+    for k, (name, path) in enumerate(MODELS.items()):
+        # Each model's samples get their own bootstrap draws: the two sets are independent.
+        resample_seed = derive_seed(params.seed, RESAMPLING, k + 1)
         model, model_vocab = load_model(path)
         if model_vocab.tokens != vocab.tokens:
             raise UserError(f"{path}: trained on another vocabulary than {PREPARED}/vocab.json")
         context, ids = encode_samples(read_jsonl(f"samples/{name}.jsonl"), vocab)
         nll = heldout_nll(model, real.test_ids, p.batch_size)
         try:
-            metrics[name] = {
-                **likelihood_metrics(nll, prefix="test_"),
-                **sample_metrics(ids, context, real, p.reverse_lm, params.seed),
-            }
+            scores, _ = sample_metrics(
+                ids, context, real, p.reverse_lm, params.seed, derive_seed(resample_seed, 0, 0)
+            )
+            metrics[name] = {**likelihood_metrics(nll, prefix="test_"), **scores}
         except ValueError as err:  # too few samples for the reverse LM's batches
             raise UserError(
                 f"evaluate.reverse_lm: {err}; raise sample.num_samples and "
@@ -73,10 +80,14 @@ def main() -> None:
             f"reverse LM {m['reverse_lm_nats']:.3f}, longest copy {m['longest_copy_chars']:g}"
         )
         print(f"{name}: temperature sweep {p.temperatures}")
-        sweeps[name] = temperature_sweep(model, real, p, params.sample.prompt, params.seed, name)
+        sweeps[name] = temperature_sweep(
+            model, real, p, params.sample.prompt, params.seed, name, resample_seed
+        )
 
+    lstm, gan = sweeps["lstm"], sweeps["gan"]
+    replicates = (lstm.replicates, gan.replicates)
     comparisons = [
-        compare_curves(sweeps["lstm"].points, sweeps["gan"].points, c, ("lstm", "gan"))
+        compare_curves(lstm.points, gan.points, c, ("lstm", "gan"), replicates=replicates)
         for c in CRITERIA
     ]
     metrics["compare"] = {c.criterion.name: comparison_metrics(c) for c in comparisons}
@@ -87,11 +98,20 @@ def main() -> None:
         for name, sweep in sweeps.items():
             write_json(tmp / f"{name}.json", sweep.points)
     write_json("metrics/evaluate.json", metrics)
-    write_text_atomic(
-        "reports/report.md", render_report(metrics, sweeps, comparisons, answer, LABELS, setting)
+    report = render_report(
+        metrics, sweeps, comparisons, answer, LABELS, setting, describe_judge(judge)
     )
+    write_text_atomic("reports/report.md", report)
     print(answer)
     print(f"evaluate: {time.perf_counter() - start:.0f} s -> metrics/, plots/sweep/, reports/")
+
+
+def describe_judge(judge: keras.Model) -> str:
+    """The judge as the report names it, from the loaded model itself (not from params, which
+    could describe another model than the file evaluate read)."""
+    sizes = [layer.units for layer in lstm_layers(judge)]
+    shape = f"{len(sizes)} x {sizes[0]}" if len(set(sizes)) == 1 else " + ".join(map(str, sizes))
+    return f"the independent judge ({JUDGE}: {shape} LSTM), neither contestant"
 
 
 def encode_samples(records: list[dict], vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:

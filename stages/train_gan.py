@@ -42,8 +42,9 @@ def main() -> None:
         d_optimizer=keras.optimizers.Adam(p.d_learning_rate, global_clipnorm=p.clipnorm),
         g_optimizer=keras.optimizers.Adam(p.g_learning_rate, global_clipnorm=p.clipnorm),
     )
+    returns = f", returns discounted by {p.discount}" if p.algorithm == "reinforce" else ""
     print(
-        f"text GAN ({p.algorithm}, {p.loss}, {p.discriminator} discriminator with "
+        f"text GAN ({p.algorithm}{returns}, {p.loss}, {p.discriminator} discriminator with "
         f"{discriminator.count_params():,} parameters): {p.d_pretrain_steps} discriminator "
         f"pre-training steps, then {p.steps} generator steps"
     )

@@ -35,6 +35,16 @@ TINY_PARAMS = merged(
             "warmup_steps": 0,
             "eval_batch_size": 8,
         },
+        "judge": {
+            "embedding_dim": 8,
+            "hidden": 12,
+            "seq_len": 32,
+            "batch_size": 8,
+            "epochs": 1,
+            "steps_per_epoch": 10,
+            "warmup_steps": 0,
+            "eval_batch_size": 8,
+        },
         "gan": {
             "seq_len": 16,
             "batch_size": 8,
@@ -74,10 +84,12 @@ METRIC_KEYS = {
         "unk_rate_val",
         "unk_rate_test",
     },
+    "metrics/judge.json": {"val_nll_nats", "val_bpc", "val_perplexity", "epochs"},
     "metrics/lstm.json": {"val_nll_nats", "val_bpc", "val_perplexity", "epochs", "parameters"},
     "metrics/gan.json": {
         "d_accuracy_real",
         "d_accuracy_fake",
+        "d_accuracy_fake_hard",
         "val_nll_nats",
         "sample_lm_nll_nats",
         "distinct_2",
@@ -139,6 +151,8 @@ def make_repo(path: Path, params: dict = TINY_PARAMS) -> Path:
 def init_repo(repo: Path) -> Path:
     """A git repository with DVC set up, everything committed on ``main``."""
     run("git init -q -b main && dvc init -q && dvc config core.analytics false", repo)
+    # The plots' custom templates live in .dvc/plots/, which `dvc init` does not make.
+    shutil.copytree(ROOT / ".dvc/plots", repo / ".dvc/plots", dirs_exist_ok=True)
     run("git add -A && git commit -qm base", repo)
     return repo
 

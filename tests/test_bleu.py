@@ -5,7 +5,7 @@ import random
 import pytest
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
-from textgen.metrics import BleuReferences, self_bleu, sentences
+from textgen.metrics import BleuReferences, mean_score, self_bleu, self_bleu_scores, sentences
 
 SMOOTH = SmoothingFunction().method1
 VOCAB = "the a of to and my lord sweet love night , . ! ?".split()
@@ -46,6 +46,23 @@ def test_self_bleu_equals_nltk(order, seed):
     samples = _random_sentences(50, seed)
     samples += [samples[0], samples[3][:2], ["unique", "words", "only"]]  # duplicates, ties
     assert self_bleu(samples, order) == pytest.approx(_nltk_self_bleu(samples, order), abs=1e-9)
+
+
+def test_the_scores_a_bootstrap_resamples_are_nltks_per_sentence_scores():
+    refs, hyps = _random_sentences(30, 5), _random_sentences(20, 6)
+    weights = (0.25,) * 4
+    ours = BleuReferences(refs).sentence_scores(hyps, 4)
+    nltk = [sentence_bleu(refs, h, weights, smoothing_function=SMOOTH) for h in hyps]
+    assert ours == pytest.approx(nltk, abs=1e-9)
+    assert mean_score(ours) == BleuReferences(refs).bleu(hyps, 4)  # the same float
+    own = self_bleu_scores(hyps, 4)
+    nltk = [
+        sentence_bleu(hyps[:i] + hyps[i + 1 :], h, weights, smoothing_function=SMOOTH)
+        for i, h in enumerate(hyps)
+    ]
+    assert own == pytest.approx(nltk, abs=1e-9)
+    assert mean_score(own) == self_bleu(hyps, 4)
+    assert self_bleu_scores(hyps[:1], 4) == [] and mean_score([]) == 0.0
 
 
 def test_hand_checked_extremes():

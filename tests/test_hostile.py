@@ -101,6 +101,7 @@ CASES = [
     Case("hidden-float", "train_lstm", _params(lstm__hidden=2.5), ("lstm.hidden",)),
     Case("seed-too-big", "train_lstm", _params(seed=2**32), ("seed",)),
     Case("seed-negative", "sample", _params(seed=-1), ("seed",)),
+    Case("judge-seed-negative", "train_judge", _params(judge__seed=-1), ("judge.seed",)),
     Case(
         "lr-inf", "train_lstm", _params(lstm__learning_rate=float("inf")), ("lstm.learning_rate",)
     ),
@@ -196,6 +197,7 @@ CASES = [
     Case("model-no-config", "sample", _zip_without_config, ("lstm.keras",)),
     Case("model-missing", "sample", _delete("models/gan/generator.keras"), ("generator.keras",)),
     Case("model-vocab-missing", "sample", _delete("models/lstm.vocab.json"), ("lstm.vocab.json",)),
+    Case("judge-missing", "evaluate", _delete("models/judge.keras"), ("judge.keras",)),
     Case("model-unsafe-lambda", "sample", _unsafe_model, ("generator.keras",)),
     Case(
         "samples-bad-line",

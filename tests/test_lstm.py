@@ -7,6 +7,7 @@ from textgen.backend import keras, tf
 from textgen.lstm import (
     build_model,
     forward,
+    rows_nll,
     sequence_nll,
     stream_nll,
     train,
@@ -187,3 +188,32 @@ def test_an_unreadable_checkpoint_is_dropped_with_a_warning(tmp_path, caplog):
     result = train(build_model(6, params), data, data[:600], params, 5, (), 0, tmp_path / "ckpt")
     assert result.epochs == 2
     assert "unusable checkpoint" in caplog.text and "training from the start" in caplog.text
+
+
+def _padded_rows(n, seed):
+    """Rows of <bos> (1), 1 to 3 random tokens, <eos> (5), then padding (0) to width 12:
+    mostly padding."""
+    rng = np.random.default_rng(seed)
+    rows = np.zeros((n, 12), np.int32)
+    rows[:, 0] = 1
+    for row, length in zip(rows, rng.integers(1, 4, n), strict=True):
+        row[1 : 1 + length] = rng.integers(2, 5, length)
+        row[1 + length] = 5
+    return rows
+
+
+def test_line_mode_losses_are_per_real_token():
+    """Keras' default reduction divides the weighted loss by every position, padding
+    included; the logged validation loss must be the NLL per real token (``rows_nll``)."""
+    train_rows, val_rows = _padded_rows(64, 0), _padded_rows(40, 1)
+    params = TINY.model_copy(update={"epochs": 1, "steps_per_epoch": 4, "eval_batch_size": 64})
+    seed_everything(4)
+    model = build_model(6, params)
+    result = train(model, train_rows, val_rows, params, seed=4, verbose=0)
+    val_loss = result.epoch_logs[0]["val_loss"]
+    per_token = rows_nll(model, val_rows, batch_size=64)
+    assert val_loss == pytest.approx(per_token, abs=1e-5)
+    real = np.count_nonzero(val_rows[:, 1:])
+    per_position = per_token * real / val_rows[:, 1:].size  # the old reduction
+    assert abs(val_loss - per_position) > 0.5 * per_token
+    assert result.epoch_logs[0]["loss"] > 0.8 * per_token  # training: the same reduction

@@ -54,7 +54,8 @@ def test_nll_oracle_of_its_own_samples_is_its_entropy_and_beats_uniform(oracle):
 def test_the_oracle_sweep_shows_the_temperature_trade_off(oracle):
     vocab, model = oracle
     test = sample_sequences(model, vocab, 500, SMALL.seq_len, seed=6)
-    points = oracle_sweep(model, model, vocab, test, [0.5, 1.0, 2.0], 500, seed=7)
+    sweep = oracle_sweep(model, model, vocab, test, [0.5, 1.0, 2.0], 500, seed=7)
+    points = sweep.points
     assert [p["temperature"] for p in points] == [0.5, 1.0, 2.0]
     oracle_nll = [p["nll_oracle"] for p in points]
     test_nll = [p["nll_test"] for p in points]
@@ -62,3 +63,13 @@ def test_the_oracle_sweep_shows_the_temperature_trade_off(oracle):
     assert oracle_nll[0] < oracle_nll[1] < oracle_nll[2]
     # ... and its held-out NLL is best at its own temperature, 1.
     assert test_nll[1] < test_nll[0] and test_nll[1] < test_nll[2]
+    for p in points:  # each interval holds its point; the test rows are scored exactly
+        for key in ("nll_oracle", "nll_test"):
+            assert p[f"{key}_low"] < p[key] < p[f"{key}_high"]
+            assert len(sweep.replicates[0][key]) == 1000
+    again = oracle_sweep(model, model, vocab, test, [0.5], 500, seed=7)
+    assert again.points[0] == points[0]  # same seeds, same numbers and intervals
+    other = oracle_sweep(model, model, vocab, test, [0.5], 500, seed=7, resample_seed=1)
+    assert other.points[0]["nll_oracle"] == points[0]["nll_oracle"]
+    assert other.points[0]["nll_oracle_low"] != points[0]["nll_oracle_low"]
+    assert other.points[0]["nll_test_low"] == points[0]["nll_test_low"]  # shared test draws

@@ -84,6 +84,40 @@ LINE_PARAMS = {
 RETRACING = "triggered tf.function retracing"  # TensorFlow's warning: a function rebuilt
 
 
+def _assert_intervals(repo: Path, criteria: dict[str, tuple[str, str]]) -> None:
+    """The verdict's numbers, checked so that they can fail: every sweep point's interval
+    holds its point, the comparison has exactly its keys, and the winner flags follow the
+    sign of the gap's interval. ``criteria``: name -> (quality, diversity) metrics."""
+    evaluate = json.loads((repo / "metrics/evaluate.json").read_text())
+    for model in ["lstm", "gan"]:
+        sweep = json.loads((repo / f"plots/sweep/{model}.json").read_text())
+        for point in sweep:
+            for metric in {m for pair in criteria.values() for m in pair}:
+                low, high = point[f"{metric}_low"], point[f"{metric}_high"]
+                assert low - 1e-9 <= point[metric] <= high + 1e-9, (model, metric, point)
+    assert evaluate["compare"].keys() == criteria.keys()
+    for name, c in evaluate["compare"].items():
+        assert c.keys() == {
+            "lstm_better",
+            "gan_better",
+            "lstm_dominates",
+            "gan_dominates",
+            "lstm_more_diverse_share",
+            "gan_more_diverse_share",
+            "gan_mean_diversity_gain",
+            "gan_mean_diversity_gain_low",
+            "gan_mean_diversity_gain_high",
+        }, name
+        low, high = c["gan_mean_diversity_gain_low"], c["gan_mean_diversity_gain_high"]
+        if low is None:  # no common quality level: no gap, so no winner
+            assert high is None
+            assert c["lstm_better"] == c["gan_better"] == 0.0
+            continue
+        assert low <= high
+        assert c["gan_better"] == float(low > 0), name
+        assert c["lstm_better"] == float(high < 0), name
+
+
 @pytest.mark.slow
 def test_line_corpus_with_word_tokens_end_to_end(tmp_path):
     repo = init_repo(make_repo(tmp_path / "repo", LINE_PARAMS))
@@ -109,6 +143,11 @@ def test_line_corpus_with_word_tokens_end_to_end(tmp_path):
             assert (3 not in ids and len(ids) == 12) or ids.index(3) == len(ids) - 1
         assert metrics["metrics/evaluate.json"][model].keys() >= EVALUATE_KEYS
     assert metrics["metrics/lstm.json"]["val_nll_nats"] < np.log(30)
+    _assert_intervals(
+        repo, {"bleu": ("bleu_4", "self_bleu_4"), "lm": ("lm_score_nats", "reverse_lm_nats")}
+    )
+    report = (repo / "reports/report.md").read_text()
+    assert "95% bootstrap intervals" in report and "models/judge.keras" in report
 
 
 @pytest.mark.slow
@@ -166,6 +205,9 @@ def test_oracle_benchmark_pipeline_end_to_end(tmp_path):
     )
     (repo / "oracle/params.yaml").write_text(yaml.safe_dump(ORACLE_PARAMS))
     init_repo(repo)
+    # The sweep plot's template lives in the main project's .dvc/plots/, which a fresh
+    # `dvc init` does not have.
+    shutil.copytree(ROOT / ".dvc/plots", repo / ".dvc/plots", dirs_exist_ok=True)
     run("dvc repro", repo / "oracle")
     # A DVC project of its own: the root's status and repro leave it alone.
     assert "oracle" not in run("dvc status", repo).stdout
@@ -179,7 +221,7 @@ def test_oracle_benchmark_pipeline_end_to_end(tmp_path):
         assert {"nll_oracle", "nll_test"} <= evaluate[model].keys()
         sweep = json.loads((repo / f"oracle/plots/sweep/{model}.json").read_text())
         assert [p["temperature"] for p in sweep] == [0.8, 1.0, 1.2]
-    assert "oracle" in evaluate["compare"]
+    _assert_intervals(repo / "oracle", {"oracle": ("nll_oracle", "nll_test")})
     assert "## Verdict" in (repo / "oracle/reports/report.md").read_text()
     plots = run("dvc plots show --json", repo / "oracle").stdout
     assert "NLL oracle (quality) against NLL test" in plots

@@ -93,6 +93,15 @@ class LSTMParams(_Section):
     eval_batch_size: PositiveInt
 
 
+class JudgeParams(LSTMParams):
+    """The independent judge of sample quality (train_judge): a language model of its own size
+    and seed, trained on the training split, that is neither contestant, so that neither model
+    is scored by itself (a model's own temperature sweep traces the best curve its own judge
+    allows)."""
+
+    seed: Seed
+
+
 class GANParams(_Section):
     algorithm: Literal["gumbel", "reinforce"]
     loss: Literal["rsgan", "standard"]
@@ -109,6 +118,7 @@ class GANParams(_Section):
     beta_max: Annotated[Float, Field(ge=1.0)]
     beta_schedule: Literal["exp", "linear", "constant"]
     baseline_decay: Annotated[Float, Field(ge=0.0, lt=1.0)]
+    discount: Annotated[Float, Field(gt=0.0, le=1.0)]
     d_embedding_dim: PositiveInt
     d_filters: PositiveInt
     d_filter_widths: Annotated[list[PositiveInt], Field(min_length=1)]
@@ -185,6 +195,7 @@ class Params(_Section):
     seed: Seed
     data: DataParams | None = None
     lstm: LSTMParams | None = None
+    judge: JudgeParams | None = None
     gan: GANParams | None = None
     sample: SampleParams | None = None
     evaluate: EvaluateParams | None = None

@@ -7,7 +7,9 @@ in the literature, behind ``gan.algorithm``:
   noise), while the discriminator sees softmax(beta * (logits + noise)), a differentiable
   relaxation whose temperature 1/beta is annealed towards 1/beta_max.
 - ``reinforce`` (SeqGAN, ScratchGAN): sampled sequences are scored by the discriminator; each
-  token's reward, minus a moving-average baseline, weights its log-probability.
+  token's log-probability is weighted by its discounted return (the rewards of its own and of
+  every later position, all of which it influences), minus a per-position moving-average
+  baseline.
 
 The generator is the LSTM language model itself (same layers, same sampler), warm-started
 from MLE training.
@@ -119,6 +121,30 @@ def d_accuracy(real: tf.Tensor, fake: tf.Tensor, kind: str) -> tuple[float, floa
     )
 
 
+def position_rewards(score: tf.Tensor, alive: tf.Tensor) -> tf.Tensor:
+    """Rewards [batch, time] of sampled sequences from D's ``score`` (realness) of them.
+
+    A per-position D ([batch, time]) rewards every alive position with its realness (its
+    judgement of the prefix up to there); a sequence-level D ([batch, 1]) gives its one score
+    at the last alive position, where the whole sequence is known. Nothing after the end.
+    """
+    if score.shape[-1] == 1:
+        last = tf.cast(tf.reduce_sum(alive, axis=1), tf.int32) - 1
+        return score * tf.one_hot(last, tf.shape(alive)[1])
+    return score * alive
+
+
+def discounted_returns(rewards: tf.Tensor, discount: float) -> tf.Tensor:
+    """G_t = sum_{k >= t} discount^(k - t) r_k for rewards [batch, time]: what the token at t
+    influences (every later prefix is conditioned on it)."""
+    t = tf.range(tf.shape(rewards)[1])
+    lag = t[:, None] - t[None, :]  # [k, t]: k - t
+    weights = tf.where(
+        lag >= 0, tf.pow(tf.constant(discount, rewards.dtype), tf.cast(lag, rewards.dtype)), 0.0
+    )
+    return tf.matmul(rewards, weights)
+
+
 def beta_at(step: int, p: GANParams) -> float:
     """Inverse temperature of the relaxation: 1 at step 0, ``beta_max`` at the last step."""
     frac = min(step / max(p.steps - 1, 1), 1.0)
@@ -174,7 +200,15 @@ class TextGAN(keras.Model):
         self.vocab_size = conditions.vocab_size
         self.logit_mask = never_mask(conditions.vocab_size, conditions.never)
         self.beta = keras.Variable(1.0, trainable=False, name="beta")  # set by BetaSchedule
-        self.baseline = keras.Variable(0.5, trainable=False, name="reward_baseline")
+        # REINFORCE's baseline: per position, a moving average of the mean return over the
+        # rows still alive there; set to the first batch's means (``baseline_set``) so that it
+        # is never pulled towards an arbitrary initial value.
+        self.baseline = keras.Variable(
+            np.zeros(conditions.seq_len, np.float32), trainable=False, name="reward_baseline"
+        )
+        self.baseline_set = keras.Variable(
+            np.zeros(conditions.seq_len, np.float32), trainable=False, name="baseline_set"
+        )
         self.built = True  # both networks are built; nothing of this model's own to build
 
     def compile(
@@ -234,6 +268,33 @@ class TextGAN(keras.Model):
         weight = tf.cast(y != PAD_ID, tf.float32) if rows else tf.ones_like(nll)
         return tf.reduce_sum(nll * weight) / tf.reduce_sum(weight)
 
+    def log_probs(self, first: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:
+        """Log-probabilities [batch, time] of ``ids`` under the policy that sampled them: no
+        dropout, the never-sample mask, temperature 1 (as ``generate``). Masked ids (the
+        padding after an end token) get -inf: weight them with ``tf.where``, not a product."""
+        logits = self.generator(tf.concat([first, ids[:, :-1]], axis=1), training=False)
+        log_p = tf.nn.log_softmax(logits + self.logit_mask, axis=-1)
+        return tf.gather(log_p, ids, batch_dims=2)
+
+    def reinforce_loss(
+        self, first: tf.Tensor, ids: tf.Tensor, rewards: tf.Tensor, alive: tf.Tensor
+    ) -> tf.Tensor:
+        """The policy-gradient surrogate for sampled ``ids`` with ``rewards`` [batch, time];
+        updates the baseline (call inside the generator's tape)."""
+        returns = discounted_returns(rewards, self.params.discount)
+        count = tf.reduce_sum(alive, axis=0)
+        seen = count > 0  # positions some row reached: only those have a mean return
+        mean = tf.reduce_sum(returns * alive, axis=0) / tf.maximum(count, 1.0)
+        ready = self.baseline_set > 0
+        baseline = tf.where(ready, self.baseline, mean)
+        advantage = tf.stop_gradient(returns - baseline)
+        log_p = tf.where(alive > 0, self.log_probs(first, ids), 0.0)
+        decay = self.params.baseline_decay
+        updated = tf.where(ready, decay * self.baseline + (1 - decay) * mean, mean)
+        self.baseline.assign(tf.where(seen, updated, self.baseline))
+        self.baseline_set.assign(tf.where(seen, 1.0, self.baseline_set))
+        return -tf.reduce_sum(advantage * log_p * alive) / tf.reduce_sum(alive)
+
     def g_step(self, x: tf.Tensor, y: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         """One generator update: through the relaxation (gumbel) or by REINFORCE."""
         p, first = self.params, x[:, :1]
@@ -246,21 +307,15 @@ class TextGAN(keras.Model):
         else:
             ids, _ = self.generate(first, seed)
             fake = self.discriminator(tf.one_hot(ids, self.vocab_size), training=False)
-            # Per-token rewards from a per-position discriminator; a sequence score otherwise.
-            reward = tf.broadcast_to(realness(real, fake, p.loss), tf.shape(ids))
-            advantage = tf.stop_gradient(reward - self.baseline)
             alive = after_end(ids, self.conditions.eos_id)  # no credit after an end token
+            rewards = position_rewards(realness(real, fake, p.loss), alive)
             with tf.GradientTape() as tape:
-                log_prob = -sequence_nll(self.generator, first, ids, training=True)
-                adv = -tf.reduce_sum(advantage * log_prob * alive) / tf.reduce_sum(alive)
+                adv = self.reinforce_loss(first, ids, rewards, alive)
                 loss = adv + p.mle_weight * self.mle_loss(x, y)
         variables = self.generator.trainable_variables
         self.g_optimizer.apply_gradients(
             zip(tape.gradient(loss, variables), variables, strict=True)
         )
-        if p.algorithm == "reinforce":
-            decay = p.baseline_decay
-            self.baseline.assign(decay * self.baseline + (1 - decay) * tf.reduce_mean(reward))
         return adv
 
     # -- what fit runs -------------------------------------------------------------------
@@ -367,7 +422,12 @@ class GANMonitor(keras.callbacks.Callback):
 
     def evaluate(self, generator: keras.Model) -> dict[str, float]:
         """Where ``generator`` stands: D's accuracy, likelihood on val, sample quality under
-        the judge, and diversity; the same val windows and seed every time."""
+        the judge, and diversity; the same val windows and seed every time.
+
+        ``d_accuracy_fake`` is judged on what D is trained to reject (``TextGAN.fakes``: the
+        relaxed one-hots at the current beta with ``gumbel``), ``d_accuracy_fake_hard`` on
+        hard samples (what the sampler emits); with ``reinforce`` the two are the same draws.
+        """
         gan, val_ids = self.model, self.val_ids
         p, c = gan.params, gan.conditions
         rng = np.random.default_rng(self.seed)
@@ -381,14 +441,20 @@ class GANMonitor(keras.callbacks.Callback):
         first, real_ids = windows[:, :1], windows[:, 1:]
         sampler = self.samplers.setdefault(id(generator), Sampler(generator, c.never, c.eos_id))
         fake_ids = sampler.generate_batch(first, c.seq_len, seed=self.seed)
+        if getattr(self, "_fakes", None) is None:
+            self._fakes = tf.function(gan.fakes)  # traced once, not eager at every point
+        trained_on = self._fakes(tf.constant(first, tf.int32), tf.constant(self.seed, tf.int64))
         real = gan.discriminator(tf.one_hot(real_ids, gan.vocab_size), training=False)
-        fake = gan.discriminator(tf.one_hot(fake_ids, gan.vocab_size), training=False)
+        fake = gan.discriminator(trained_on, training=False)
+        hard = gan.discriminator(tf.one_hot(fake_ids, gan.vocab_size), training=False)
         acc_real, acc_fake = d_accuracy(real, fake, p.loss)
+        _, acc_fake_hard = d_accuracy(real, hard, p.loss)
         lm_nll = sequence_nll(self.lm, tf.constant(first), tf.constant(fake_ids))
         alive = after_end(tf.constant(fake_ids), c.eos_id)
         return {
             "d_accuracy_real": acc_real,
             "d_accuracy_fake": acc_fake,
+            "d_accuracy_fake_hard": acc_fake_hard,
             "val_nll_nats": heldout_nll(generator, held_out, 16),
             "sample_lm_nll_nats": float(tf.reduce_sum(lm_nll * alive) / tf.reduce_sum(alive)),
             "distinct_2": distinct_n([self.decode(row) for row in fake_ids], 2),
@@ -396,6 +462,7 @@ class GANMonitor(keras.callbacks.Callback):
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.samplers: dict[int, Sampler] = {}  # one compiled sampler per model
+        self._fakes = None  # compiled on first use, for this fit's model
         if not self.history:  # (a resumed run has its warm start on the curve already)
             point = {
                 "d_loss": float("nan"),
@@ -428,8 +495,9 @@ class GANMonitor(keras.callbacks.Callback):
     def _record(self, step: int, p: dict) -> None:
         self.history.append({"step": step, **p})
         log.info(
-            f"step {step:5d}  D loss {p['d_loss']:.3f}  acc real/fake "
-            f"{p['d_accuracy_real']:.2f}/{p['d_accuracy_fake']:.2f}  G loss {p['g_loss']:.3f}  "
+            f"step {step:5d}  D loss {p['d_loss']:.3f}  acc real/fake/fake hard "
+            f"{p['d_accuracy_real']:.2f}/{p['d_accuracy_fake']:.2f}/"
+            f"{p['d_accuracy_fake_hard']:.2f}  G loss {p['g_loss']:.3f}  "
             f"beta {p['beta']:.1f}  val NLL {p['val_nll_nats']:.3f}  sample LM NLL "
             f"{p['sample_lm_nll_nats']:.3f}  distinct-2 {p['distinct_2']:.3f}"
         )

@@ -214,7 +214,12 @@ def train(
     )
     model.compile(
         optimizer=keras.optimizers.Adam(schedule, global_clipnorm=p.clipnorm),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        # Rows carry weight 0 on padding: divide by the weights (the real tokens), not by
+        # every position, so the curves are per-token NLL; without weights (streams) this
+        # is the plain mean.
+        loss=keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, reduction="mean_with_sample_weight"
+        ),
     )
     stop = EarlyStopping(
         monitor="val_loss",

@@ -109,6 +109,8 @@ class CopyIndex:
 # 1..n-grams, smoothing method 1) and averages. NLTK recounts every reference for every
 # hypothesis, which makes Self-BLEU quadratic; here the references' n-gram counts are built
 # once, with the same arithmetic, so the numbers are NLTK's (tests compare to 1e-9).
+# Both are means of per-sentence scores, so the per-sentence scores are what a bootstrap over
+# samples needs: a replicate re-averages them, and nothing is scored twice.
 
 _EPSILON = 0.1  # NLTK SmoothingFunction().epsilon: method 1 adds it to zero-count precisions
 
@@ -168,17 +170,29 @@ class BleuReferences:
             totals.append(sum(counts.values()))
         return _bleu(clipped, totals, len(hypothesis), _closest(self.lengths, len(hypothesis)))
 
+    def sentence_scores(self, hypotheses: list[list[str]], order: int) -> list[float]:
+        """Sentence BLEU-``order`` of each hypothesis against these references."""
+        return [self.sentence_bleu(h, order) for h in hypotheses]
+
     def bleu(self, hypotheses: list[list[str]], order: int) -> float:
         """Mean sentence BLEU-``order`` of ``hypotheses`` against these references."""
-        if not hypotheses:
-            return 0.0
-        return math.fsum(self.sentence_bleu(h, order) for h in hypotheses) / len(hypotheses)
+        return mean_score(self.sentence_scores(hypotheses, order))
+
+
+def mean_score(scores: list[float]) -> float:
+    """The mean of per-sentence scores, as BLEU and Self-BLEU report it (0 for none)."""
+    return math.fsum(scores) / len(scores) if scores else 0.0
 
 
 def self_bleu(samples: list[list[str]], order: int) -> float:
     """Mean BLEU-``order`` of each sample against all the others (lower = more diverse)."""
+    return mean_score(self_bleu_scores(samples, order))
+
+
+def self_bleu_scores(samples: list[list[str]], order: int) -> list[float]:
+    """BLEU-``order`` of each sample against all the others (none for fewer than two)."""
     if len(samples) < 2:
-        return 0.0
+        return []
     per_sample = [[Counter(ngrams(s, n)) for n in range(1, order + 1)] for s in samples]
     # For every n-gram, its highest count in any sample, which sample that is, and the
     # runner-up: "the max over the other samples" is then one lookup per n-gram.
@@ -208,4 +222,4 @@ def self_bleu(samples: list[list[str]], order: int) -> float:
         own = len(samples[i])
         others = lengths if length_count[own] > 1 else [n for n in lengths if n != own]
         scores.append(_bleu(clipped, totals, own, _closest(others, own)))
-    return math.fsum(scores) / len(scores)
+    return scores

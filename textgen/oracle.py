@@ -15,8 +15,15 @@ import numpy as np
 
 from textgen.backend import keras, tf
 from textgen.config import OracleParams
-from textgen.evaluation import lm_score
-from textgen.lstm import build_model, forward, logits_layer, rows_nll, zero_state
+from textgen.evaluation import (
+    RESAMPLING,
+    Sweep,
+    bootstrap,
+    heldout_ratio,
+    lm_ratio,
+    with_intervals,
+)
+from textgen.lstm import build_model, forward, logits_layer, zero_state
 from textgen.sampling import Decoding, sampler_for
 from textgen.seeding import derive_seed
 from textgen.vocab import BOS, PAD, Vocabulary
@@ -93,13 +100,19 @@ def oracle_sweep(
     seed: int,
     name: str = "model",
     batch: int = 1000,
-) -> list[dict[str, float]]:
+    resample_seed: int | None = None,
+) -> Sweep:
     """Per temperature: ``nll_oracle`` of the model's samples (quality, exact) and
-    ``nll_test``, the tempered model's NLL of held-out oracle rows (coverage)."""
+    ``nll_test``, the tempered model's NLL of held-out oracle rows (coverage), each with its
+    95% bootstrap interval: over the generated rows (drawn with ``derive_seed(resample_seed,
+    i)``; give each model its own), and over the test rows (one stream of ``seed`` for every
+    model and temperature, since the test rows are the common yardstick)."""
+    if resample_seed is None:
+        resample_seed = derive_seed(seed, RESAMPLING)
     sampler = sampler_for(model, vocab)
     prompt = np.array([vocab.bos_id], np.int32)
     length = test.shape[1] - 1
-    points = []
+    points, replicates = [], []
     for i, t in enumerate(temperatures):
         ids = np.concatenate(
             [
@@ -109,11 +122,15 @@ def oracle_sweep(
             ]
         )
         context = np.full((len(ids), 1), vocab.bos_id, np.int32)
-        point = {
-            "temperature": t,
-            "nll_oracle": lm_score(oracle, context, ids, batch=batch),
-            "nll_test": rows_nll(model, test, batch, temperature=t),
+        quality = lm_ratio(oracle, context, ids, batch=batch)
+        coverage = heldout_ratio(model, test, batch, temperature=t)
+        reps = {
+            **bootstrap({"nll_oracle": quality}, derive_seed(resample_seed, i)),
+            **bootstrap({"nll_test": coverage}, derive_seed(seed, RESAMPLING)),
         }
+        point = with_intervals(
+            {"temperature": t, "nll_oracle": quality.value, "nll_test": coverage.value}, reps
+        )
         log.info(
             "  %s T=%g: NLL oracle %.3f, NLL test %.3f",
             name,
@@ -122,4 +139,5 @@ def oracle_sweep(
             point["nll_test"],
         )
         points.append(point)
-    return points
+        replicates.append(reps)
+    return Sweep(points, replicates)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from textgen.evaluation import Comparison, Sweep, describe
+from textgen.evaluation import BOOTSTRAP_REPLICATES, Comparison, Sweep, describe
 
 # metric -> (what it measures, whether higher is better); None: no better direction.
 METRICS: dict[str, tuple[str, bool | None]] = {
@@ -26,7 +26,10 @@ METRICS: dict[str, tuple[str, bool | None]] = {
     },
     "novelty_4": ("share of word 4-grams not in the training split", None),
     "longest_copy_chars": ("median longest span copied verbatim from the training split", None),
-    "lm_score_nats": ("NLL of the samples under the LSTM trained on real text (quality)", False),
+    "lm_score_nats": (
+        "NLL of the samples under the independent judge LM, trained on real text (quality)",
+        False,
+    ),
     "reverse_lm_nats": (
         "NLL of the test split under an LM trained on the samples (coverage)",
         False,
@@ -52,7 +55,9 @@ def render_report(
     verdict: str,
     labels: dict[str, str],
     setting: str,
+    judge: str = "the judge LM",
 ) -> str:
+    """The report; ``judge`` names the LM that gives the LM score (e.g. its file and size)."""
     names = list(sweeps)
     out = [
         f"# Which generator is better here: {' or '.join(labels[n] for n in names)}?",
@@ -71,6 +76,10 @@ def render_report(
         "sampled at every temperature of the sweep below; its curve is the best diversity "
         "it offers at each quality level.",
         "",
+        INTERVALS,
+        "",
+        f"LM score: NLL of the samples under {judge}.",
+        "",
         f"## Metrics at the sampling settings ({setting})",
         "",
         f"| metric | {' | '.join(labels[n] for n in names)} | better | what it measures |",
@@ -82,7 +91,8 @@ def render_report(
         if higher is not None and len(set(values)) > 1:
             pick = max if higher else min
             best = labels[names[values.index(pick(values))]]
-        out.append(f"| `{key}` | {' | '.join(_number(v) for v in values)} | {best} | {meaning} |")
+        cells = " | ".join(_with_interval(metrics[n], key) for n in names)
+        out.append(f"| `{key}` | {cells} | {best} | {meaning} |")
 
     out += ["", "## Temperature sweep", ""]
     for name in names:
@@ -93,7 +103,7 @@ def render_report(
             "|" + "---:|" * len(SWEEP_COLUMNS),
         ]
         for point in sweeps[name].points:
-            rest = [_number(point[k]) for k in list(SWEEP_COLUMNS)[1:]]
+            rest = [_with_interval(point, k) for k in list(SWEEP_COLUMNS)[1:]]
             cells = [f"{point['temperature']:g}", *rest]
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
@@ -120,6 +130,14 @@ def _capital(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def _with_interval(values: dict[str, float], key: str) -> str:
+    """``0.164 [0.151, 0.178]``: a value and its 95% interval, where it has one."""
+    text = _number(values[key])
+    if f"{key}_low" in values:
+        text += f" [{values[f'{key}_low']:.3f}, {values[f'{key}_high']:.3f}]"
+    return text
+
+
 def _number(value: float) -> str:
     if value is None:
         return "n/a"
@@ -127,6 +145,20 @@ def _number(value: float) -> str:
         return f"{value:g}"
     return f"{value:.3f}"
 
+
+INTERVALS = (
+    f"Brackets: 95% bootstrap intervals ({BOOTSTRAP_REPLICATES} replicates; the unit is one "
+    "sample, resampled with replacement). BLEU-4 and the LM score resample the generated "
+    "samples. Self-BLEU-4 "
+    "re-averages each sentence's score against the full sample set (its references are not "
+    "resampled). The reverse LM score is **scoring-side only**: its LM is trained once per "
+    "sample set, and the interval resamples the test split's rows (or windows of a stream), "
+    "so it omits the noise of training on another draw of samples. The gap between two curves "
+    "is recomputed on every replicate (each model's samples resampled independently, the test "
+    "split both share with the same draws); a model "
+    "wins a criterion only if the gap's interval excludes zero. Dominance is descriptive: an "
+    "exact comparison of the point curves, without noise."
+)
 
 # Published NLL-oracle figures on this setup (vocabulary 5000, length 20, 10,000 samples).
 PUBLISHED_ORACLE = [
@@ -151,7 +183,11 @@ def render_oracle_report(
         "",
         "Written by `dvc repro` in `oracle/`. NLL oracle: the oracle's NLL of a model's samples "
         "(quality, exact); NLL test: the model's NLL of held-out oracle sequences (coverage). "
-        "Lower is better for both; nats per token.",
+        "Lower is better for both; nats per token. Brackets: 95% bootstrap intervals "
+        f"({BOOTSTRAP_REPLICATES} replicates) over the generated rows (NLL oracle) and the "
+        "test rows (NLL test); the gap "
+        "between the curves is recomputed on every replicate, and a model wins only if its "
+        "interval excludes zero. Dominance is descriptive (point curves, compared exactly).",
         "",
         "## Verdict",
         "",
@@ -164,7 +200,8 @@ def render_oracle_report(
         "| model | NLL oracle | NLL test |",
         "|---|---:|---:|",
         *[
-            f"| {labels[n]} | {metrics[n]['nll_oracle']:.3f} | {metrics[n]['nll_test']:.3f} |"
+            f"| {labels[n]} | {_with_interval(metrics[n], 'nll_oracle')} | "
+            f"{_with_interval(metrics[n], 'nll_test')} |"
             for n in names
         ],
         "",
@@ -186,7 +223,8 @@ def render_oracle_report(
             "|---:|---:|---:|",
         ]
         out += [
-            f"| {pt['temperature']:g} | {pt['nll_oracle']:.3f} | {pt['nll_test']:.3f} |"
+            f"| {pt['temperature']:g} | {_with_interval(pt, 'nll_oracle')} | "
+            f"{_with_interval(pt, 'nll_test')} |"
             for pt in sweeps[name]
         ]
         out.append("")
