@@ -305,7 +305,7 @@ def reverse_lm_nll(
     lm = build_model(vocab_size, p)
     with _fresh_model_traces():
         train(lm, fit, check, p, seed, verbose=0)
-    return heldout_ratio(lm, test_ids, p.eval_batch_size)
+        return heldout_ratio(lm, test_ids, p.eval_batch_size)  # a fresh scorer per fresh LM
 
 
 class _FreshModelTraces(logging.Filter):
@@ -316,7 +316,8 @@ class _FreshModelTraces(logging.Filter):
 @contextlib.contextmanager
 def _fresh_model_traces() -> Iterator[None]:
     """Every reverse LM is a new model, so Keras traces its training and validation steps
-    anew (a partial last validation batch once more): by design, not a shape leak. On small
+    anew (a partial last validation batch once more), and its test windows' scorer is compiled
+    for it (``_stream_windows``): by design, not a shape leak. On small
     sample sets (a few steps per epoch) that crosses TensorFlow's "5 traces in the last 10
     calls" heuristic, whose warning is silenced here, and only here."""
     quiet = _FreshModelTraces()
