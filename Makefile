@@ -43,6 +43,7 @@ bench: setup
 	$(BIN)/python bench/sampler.py
 	$(BIN)/python bench/gan_step.py
 	$(BIN)/python bench/bleu.py
+	$(BIN)/python bench/train.py
 
 clean:
 	rm -rf $(VENV)
