@@ -44,6 +44,8 @@ bench: setup
 	$(BIN)/python bench/gan_step.py
 	$(BIN)/python bench/bleu.py
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/gpu.py
 
 clean:
 	rm -rf $(VENV)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 from _common import PREPARED, stage_params
 
-from textgen.artifacts import atomic_dir, save_tokens, save_vocab, write_json
-from textgen.corpus import corpus_files, prepare_corpus, read_corpus
+from textgen.artifacts import atomic_dir, save_vocab, write_json
+from textgen.corpus import corpus_files, prepare_files
 from textgen.errors import UserError, exit_on_user_error
 
 RAW = Path("data/raw")  # the stage's declared input: the corpus must live below it
@@ -21,31 +21,29 @@ def main() -> None:
             f"data.corpus: {outside[0]} is outside {RAW}/, the folder dvc.yaml declares as this "
             f"stage's input; copy or symlink your text under {RAW}/"
         )
-    docs = read_corpus(files, lowercase=p.lowercase)
-    corpus = prepare_corpus(
-        docs,
-        p.val_fraction,
-        p.test_fraction,
-        p.lowercase,
-        per_file=p.split == "per_file",
-        unit=p.unit,
-        tokenizer=p.tokenizer,
-        max_vocab=p.max_vocab,
-        max_len=p.max_len,
-    )
-    metrics = corpus.metrics()
-    stats = {
-        **metrics,
-        "files": [str(f) for f in files],
-        "characters": sum(len(d) for d in docs),
-        "split": p.split,
-        "unit": p.unit,
-        "tokenizer": p.tokenizer,
-        "lowercase": p.lowercase,
-    }
     with atomic_dir(PREPARED) as tmp:
-        for split in ("train", "val", "test"):
-            save_tokens(tmp / f"{split}.npy", getattr(corpus, split))
+        corpus = prepare_files(
+            files,
+            tmp,
+            p.val_fraction,
+            p.test_fraction,
+            p.lowercase,
+            per_file=p.split == "per_file",
+            unit=p.unit,
+            tokenizer=p.tokenizer,
+            max_vocab=p.max_vocab,
+            max_len=p.max_len,
+        )
+        metrics = corpus.metrics
+        stats = {
+            **metrics,
+            "files": [str(f) for f in files],
+            "characters": corpus.characters,
+            "split": p.split,
+            "unit": p.unit,
+            "tokenizer": p.tokenizer,
+            "lowercase": p.lowercase,
+        }
         save_vocab(corpus.vocab, tmp / "vocab.json")
         write_json(tmp / "stats.json", stats)
     write_json("metrics/prepare.json", metrics)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from textgen.artifacts import (
+    TokenWriter,
     atomic_dir,
     atomic_path,
     load_tokens,
@@ -137,3 +138,23 @@ def test_saved_keras_files_are_byte_identical_across_saves(tmp_path):
     for a, b in zip(model.get_weights(), loaded.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.keras", "b.keras"]  # no leftovers
+
+
+def test_a_token_file_written_in_pieces_is_the_one_save_tokens_writes(tmp_path):
+    ids = np.random.default_rng(0).integers(0, 90, (1000, 12)).astype(np.int32)
+    save_tokens(tmp_path / "whole.npy", ids)
+    with TokenWriter(tmp_path / "pieces.npy", ids.shape) as writer:
+        for i in range(0, 1000, 300):
+            writer.write(ids[i : i + 300])
+    assert (tmp_path / "pieces.npy").read_bytes() == (tmp_path / "whole.npy").read_bytes()
+    short = TokenWriter(tmp_path / "short.npy", (2, 12))
+    short.write(ids[0])
+    with pytest.raises(RuntimeError, match=r"wrote 12 ids for shape \(2, 12\)"):
+        short.close()
+
+
+def test_tokens_are_memory_mapped_read_only(tmp_path):
+    save_tokens(tmp_path / "t.npy", np.arange(100, dtype=np.int32))
+    ids = load_tokens(tmp_path / "t.npy", 100)
+    assert isinstance(ids, np.memmap) and not ids.flags.writeable
+    assert ids[40:43].tolist() == [40, 41, 42]

@@ -1,17 +1,36 @@
+import logging
 import unicodedata
+from pathlib import Path
 
+import numpy as np
 import pytest
 
-from textgen.corpus import (
-    corpus_files,
-    prepare_corpus,
-    read_corpus,
-    read_text,
-    split_corpus,
-)
+import textgen.corpus
+from tests import reference_prepare as reference
+from tests.corpora import make_korean, make_play
+from textgen.artifacts import load_tokens
+from textgen.corpus import corpus_files, document_blocks, iter_text, prepare_files
 from textgen.errors import UserError
 
 KOREAN = "로미오: 오, 줄리엣! 그대는 태양이오.\n줄리엣: 이름이 무슨 소용인가요?\n"
+
+
+def read_text(path: Path) -> str:
+    return "".join(iter_text(path))
+
+
+def prepare(tmp_path: Path, docs: list[str], *args, **kwargs):
+    """``prepare_files`` on ``docs`` written as files: (corpus, train, val, test)."""
+    folder = tmp_path / "raw"
+    folder.mkdir(exist_ok=True)
+    files = []
+    for i, doc in enumerate(docs):
+        files.append(folder / f"{i:03d}.txt")
+        files[-1].write_text(doc, encoding="utf-8")
+    out = tmp_path / "prepared"
+    out.mkdir(exist_ok=True)
+    corpus = prepare_files(files, out, *args, **kwargs)
+    return corpus, *(load_tokens(out / f"{split}.npy") for split in ("train", "val", "test"))
 
 
 def test_corpus_files_file_folder_and_glob(tmp_path):
@@ -59,7 +78,7 @@ def test_nul_bytes_name_file_and_first_offset(tmp_path):
         read_text(path)
     path.write_bytes(b"text\n\x00\x01binary")
     with pytest.raises(UserError, match=r"first at byte offset 5\)"):
-        read_corpus([path])
+        read_text(path)
 
 
 @pytest.mark.parametrize(
@@ -87,45 +106,46 @@ def test_normalisation_nfc_bom_and_newlines(tmp_path):
     assert unicodedata.is_normalized("NFC", text)
 
 
-def test_read_corpus_joins_files_and_rejects_empty(tmp_path):
+def test_every_file_ends_in_a_line_break_and_a_blank_corpus_is_refused(tmp_path):
     (tmp_path / "a.txt").write_text("one")
-    (tmp_path / "b.txt").write_text("two\n")
-    assert read_corpus([tmp_path / "a.txt", tmp_path / "b.txt"]) == ["one\n", "two\n"]
-    (tmp_path / "c.txt").write_text("ROMEO")
-    assert read_corpus([tmp_path / "c.txt"], lowercase=True) == ["romeo\n"]
-    (tmp_path / "blank.txt").write_text(" \n\n")
-    with pytest.raises(UserError, match="the corpus is empty"):
-        read_corpus([tmp_path / "blank.txt"])
+    (tmp_path / "b.txt").write_text("TWO\n")
+    assert "".join(document_blocks(tmp_path / "a.txt")) == "one\n"
+    assert "".join(document_blocks(tmp_path / "b.txt", lowercase=True)) == "two\n"
+    with pytest.raises(UserError, match=r"^data.corpus: the corpus is empty \(.*1.txt\)"):
+        prepare(tmp_path, [" \n\n", "\t"], 0.1, 0.1)
 
 
-def test_whole_split_is_contiguous_and_complete(play_text):
-    docs = [play_text[:1000], play_text[1000:]]
-    train, val, test = split_corpus(docs, 0.1, 0.05, per_file=False)
-    assert train + val + test == play_text
+def test_whole_split_is_contiguous_and_complete(tmp_path, play_text):
+    cut = play_text.index("\n", 1000) + 1  # each file ends in a line break, as read
+    corpus, train, val, test = prepare(
+        tmp_path, [play_text[:cut], play_text[cut:]], 0.1, 0.05, per_file=False
+    )
+    decode = corpus.vocab.decode
+    assert decode(train) + decode(val) + decode(test) == play_text
     assert len(val) == int(len(play_text) * 0.1)
     assert len(test) == int(len(play_text) * 0.05)
 
 
-def test_per_file_split_holds_out_the_end_of_every_file():
-    docs = ["a" * 80 + "b" * 10 + "c" * 10, "d" * 160 + "e" * 20 + "f" * 20]
-    train, val, test = split_corpus(docs, 0.1, 0.1, per_file=True)
-    assert train == "a" * 80 + "d" * 160
-    assert val == "b" * 10 + "e" * 20
-    assert test == "c" * 10 + "f" * 20
+def test_per_file_split_holds_out_the_end_of_every_file(tmp_path):
+    docs = ["a" * 80 + "b" * 10 + "c" * 9, "d" * 160 + "e" * 20 + "f" * 19]  # + line breaks
+    corpus, train, val, test = prepare(tmp_path, docs, 0.1, 0.1, per_file=True)
+    assert corpus.vocab.decode(train) == "a" * 80 + "d" * 160
+    assert corpus.vocab.decode(val) == "\ufffd" * 30  # b and e: never seen in training
+    assert len(test) == 30 and corpus.characters == 300
 
 
-def test_split_refuses_too_little_text():
+def test_split_refuses_too_little_text(tmp_path):
     with pytest.raises(UserError, match="too few to split"):
-        split_corpus(["abc"], 0.1, 0.1)
+        prepare(tmp_path, ["ab"], 0.1, 0.1)
     with pytest.raises(UserError, match="too few to split"):
-        split_corpus(["abcdefghijklmno"], 0.1, 0.1, per_file=True)  # 1 held-out char
+        prepare(tmp_path, ["abcdefghijklmn"], 0.1, 0.1, per_file=True)  # 1 held-out char
 
 
-def test_prepare_builds_vocabulary_from_train_only():
-    text = "a" * 80 + "b" * 10 + "c" * 10  # 'b' only in val, 'c' only in test
-    corpus = prepare_corpus([text], 0.1, 0.1)
+def test_prepare_builds_vocabulary_from_train_only(tmp_path):
+    text = "a" * 80 + "b" * 10 + "c" * 9  # 'b' only in val, 'c' (and the line break) in test
+    corpus, *_ = prepare(tmp_path, [text], 0.1, 0.1)
     assert corpus.vocab.tokens[1:] == ("a",)
-    metrics = corpus.metrics()
+    metrics = corpus.metrics
     assert metrics["train_tokens"] == 80
     assert metrics["val_tokens"] == metrics["test_tokens"] == 10
     assert metrics["vocab_size"] == 2
@@ -133,6 +153,89 @@ def test_prepare_builds_vocabulary_from_train_only():
 
 
 def test_prepare_korean(tmp_path):
-    corpus = prepare_corpus([KOREAN * 20], 0.1, 0.1)
-    assert corpus.metrics()["unk_rate_val"] == 0.0
-    assert corpus.vocab.decode(corpus.train[:5]) == KOREAN[:5]
+    corpus, train, _, _ = prepare(tmp_path, [KOREAN * 20], 0.1, 0.1)
+    assert corpus.metrics["unk_rate_val"] == 0.0
+    assert corpus.vocab.decode(train[:5]) == KOREAN[:5]
+
+
+def test_the_corpus_is_read_a_block_at_a_time(tmp_path, monkeypatch):
+    """Blocks end after whitespace: a file is never held whole, and cutting it changes nothing."""
+    path = tmp_path / "t.txt"
+    text = make_play(200)
+    path.write_text(text)
+    monkeypatch.setattr(textgen.corpus, "BLOCK_BYTES", 1000)
+    blocks = list(iter_text(path))
+    assert len(blocks) > 5 and max(map(len, blocks)) < 1200
+    assert all(block[-1].isspace() for block in blocks[:-1])
+    assert "".join(blocks) == text
+
+
+# Texts where cutting into blocks could go wrong: CRLF pairs, multi-byte characters and combining
+# marks (NFD) at any byte, Greek final sigma under lower-casing, words running across the end of
+# one file's piece into the next file's, a file without a final line break, a UTF-8 BOM, a
+# stretch with no whitespace at all, blank lines and lines that are too long.
+AWKWARD = [
+    "\ufeffROMEO.\r\nBut soft, what light\r\nthrough yonder window breaks?\r\n" * 30,
+    unicodedata.normalize("NFD", "Café crème, été, naïve résumé. ÅNGSTRÖM!\n") * 40,
+    "ΟΔΥΣΣΕΥΣ ΚΑΙ ΑΘΗΝΑΣ. ΛΟΓΟΣ ΣΟΦΙΑΣ\nΣΟΦΟΣ ΟΔΟΣ\n" * 30,  # noqa: RUF001
+    make_korean(60, seed=3),
+    "x" * 700 + "\n" + "wordsrunningtogether" * 30,
+    "\n\n   \n" + "a b c d e f g h i j k l m n o p q r s t u v w x y z\n" * 20 + "\r",
+]
+
+
+@pytest.mark.parametrize("unit", ["stream", "line"])
+@pytest.mark.parametrize("tokenizer", ["char", "word"])
+@pytest.mark.parametrize("per_file", [True, False])
+def test_streaming_prepare_gives_the_ids_of_the_in_memory_one(
+    tmp_path, monkeypatch, unit, tokenizer, per_file
+):
+    """The same vocabulary and token ids as the in-memory prepare (``tests/reference_prepare``,
+    the library's before it streamed), with blocks of a few bytes, which cut characters,
+    CRLF pairs and words everywhere."""
+    docs = [make_play(40, seed=1), *AWKWARD, make_play(30, seed=2)]
+    for lowercase, max_vocab, block_bytes in [(False, None, 7), (True, 20, 64), (False, 30, 1)]:
+        monkeypatch.setattr(textgen.corpus, "BLOCK_BYTES", block_bytes)
+        kwargs = dict(per_file=per_file, unit=unit, tokenizer=tokenizer, max_len=12)
+        run = tmp_path / f"{lowercase}-{max_vocab}-{block_bytes}"
+        run.mkdir()
+        corpus, *splits = prepare(run, docs, 0.1, 0.1, lowercase, max_vocab=max_vocab, **kwargs)
+        expected = reference.prepare_corpus(
+            reference.read_corpus(sorted((run / "raw").glob("*.txt")), lowercase),
+            0.1,
+            0.1,
+            lowercase,
+            max_vocab=max_vocab,
+            **kwargs,
+        )
+        assert corpus.vocab == expected.vocab
+        for got, want in zip(splits, (expected.train, expected.val, expected.test), strict=True):
+            np.testing.assert_array_equal(got, want)
+        assert corpus.metrics == expected.metrics()
+        docs_read = reference.read_corpus(sorted((run / "raw").glob("*.txt")), lowercase)
+        assert corpus.characters == sum(map(len, docs_read))
+
+
+def test_a_failed_prepare_leaves_no_token_file(tmp_path):
+    """max_len too small for every line: the error names the key, before any token file is
+    written (the stage publishes its folder only on success: atomic_dir)."""
+    with pytest.raises(UserError, match=r"^data.max_len: every train line is longer than 1 "):
+        prepare(tmp_path, [make_play(40)], 0.1, 0.1, unit="line", tokenizer="word", max_len=1)
+    assert not list((tmp_path / "prepared").glob("*.npy"))
+
+
+def test_a_large_corpus_reports_progress(tmp_path, monkeypatch):
+    monkeypatch.setattr(textgen.corpus._Progress, "QUIET_BELOW", 0)  # as if it were large
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    logger = logging.getLogger("textgen.corpus")
+    logger.addHandler(handler)
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    try:
+        prepare(tmp_path, [make_play(20, seed=i) for i in range(10)], 0.1, 0.1)
+    finally:
+        logger.removeHandler(handler)
+    for what in ("measuring", "counting", "encoding"):
+        shares = [int(ln.split()[2][:-1]) for ln in lines if ln.startswith(f"prepare: {what} ")]
+        assert shares and shares == sorted(set(shares)) and shares[-1] == 100, lines

@@ -2,11 +2,13 @@ import numpy as np
 import pytest
 
 from tests.params import lstm_params
-from textgen.artifacts import load_model, save_model
+from textgen.artifacts import load_model, load_tokens, save_model, save_tokens
 from textgen.backend import keras, tf
 from textgen.lstm import (
     build_model,
+    eval_dataset,
     forward,
+    row_dataset,
     rows_nll,
     sequence_nll,
     stream_nll,
@@ -62,6 +64,27 @@ def test_windows_are_shifted_targets_with_fresh_offsets():
     assert len(offsets) > 1, "each epoch should start windows at a new random offset"
     again = list(window_dataset(tokens, 10, 4, seed=1)[0].take(3).as_numpy_iterator())
     np.testing.assert_array_equal(again[2][0], batches[2][0])
+
+
+def test_batches_read_from_a_token_file_equal_those_of_the_array_in_memory(tmp_path):
+    """Training reads a prepared split from its file window by window (its memory stays flat
+    however large the file); the batches are the in-memory array's, also for a slice."""
+    tokens = np.random.default_rng(0).integers(0, 50, 5000).astype(np.int32)
+    rows = tokens[:4800].reshape(400, 12)
+    save_tokens(tmp_path / "s.npy", tokens)
+    save_tokens(tmp_path / "r.npy", rows)
+    on_disk, in_rows = load_tokens(tmp_path / "s.npy"), load_tokens(tmp_path / "r.npy")
+    cases = [
+        (window_dataset(on_disk, 10, 4, seed=3)[0], window_dataset(tokens, 10, 4, seed=3)[0]),
+        (window_dataset(on_disk[7:], 10, 4, seed=3)[0], window_dataset(tokens[7:], 10, 4, 3)[0]),
+        (row_dataset(in_rows, 8, seed=3)[0], row_dataset(rows, 8, seed=3)[0]),
+        (eval_dataset(on_disk, 16, 8), eval_dataset(tokens, 16, 8)),
+        (eval_dataset(in_rows, 8, 8), eval_dataset(rows, 8, 8)),
+    ]
+    for got, want in cases:
+        for a, b in zip(got.take(30), want.take(30), strict=True):
+            for x, y in zip(a, b, strict=True):
+                np.testing.assert_array_equal(x.numpy(), y.numpy())
 
 
 def test_window_dataset_rejects_tiny_data():

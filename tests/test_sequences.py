@@ -7,8 +7,9 @@ import pytest
 
 from tests.corpora import make_play
 from tests.params import lstm_params
+from tests.test_corpus import prepare
 from textgen.backend import tf
-from textgen.corpus import as_text, encode_lines, prepare_corpus, real_tokens
+from textgen.corpus import as_text, encode_lines, real_tokens
 from textgen.evaluation import lm_score
 from textgen.lstm import PAD_ID, build_model, logits_layer, row_dataset, rows_nll, train
 from textgen.sampling import Decoding, never_mask, prompt_context, rollout, sampler_for
@@ -44,12 +45,14 @@ def test_character_streams_keep_their_vocabulary_file_format():
     assert prompt_context(vocab, "").tolist() == [1]  # an empty prompt starts at a line break
 
 
-def test_prepare_lines_splits_lines_per_file_and_counts_sequences():
+def test_prepare_lines_splits_lines_per_file_and_counts_sequences(tmp_path):
     docs = ["\n".join(f"f{f} line {i}" for i in range(20)) + "\n" for f in range(2)]
-    corpus = prepare_corpus(docs, 0.1, 0.1, unit="line", tokenizer="word", max_len=4)
-    assert corpus.train.shape == (32, 6) and corpus.val.shape == corpus.test.shape == (4, 6)
-    assert corpus.vocab.decode_rows(corpus.test[:2]) == ["f0 line <unk>"] * 2  # lines 18, 19
-    m = corpus.metrics()
+    corpus, train, val, test = prepare(
+        tmp_path, docs, 0.1, 0.1, unit="line", tokenizer="word", max_len=4
+    )
+    assert train.shape == (32, 6) and val.shape == test.shape == (4, 6)
+    assert corpus.vocab.decode_rows(test[:2]) == ["f0 line <unk>"] * 2  # lines 18, 19
+    m = corpus.metrics
     assert m["train_sequences"] == 32 and m["train_tokens"] == 32 * 4  # 3 words + <eos>
     assert m["unk_rate_test"] > 0  # "18", "19" never occur in training
 

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import glob
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -132,12 +133,47 @@ def save_tokens(path: str | Path, ids: np.ndarray) -> None:
         np.save(f, np.asarray(ids, dtype=np.int32))
 
 
+class TokenWriter:
+    """An int32 ``.npy`` of a shape known up front, written piece by piece: the bytes
+    ``save_tokens`` writes for the whole array, without the whole array in memory. Write it
+    inside ``atomic_dir`` or ``atomic_path``: a run that stops half-way publishes nothing."""
+
+    def __init__(self, path: str | Path, shape: tuple[int, ...]):
+        self.path, self.shape, self.written = Path(path), shape, 0
+        self._file = open(self.path, "wb")  # noqa: SIM115 (closed by close())
+        header = {"descr": "<i4", "fortran_order": False, "shape": shape}
+        np.lib.format.write_array_header_1_0(self._file, header)
+
+    def write(self, ids: np.ndarray) -> None:
+        self._file.write(np.ascontiguousarray(ids, dtype="<i4").tobytes())
+        self.written += np.size(ids)
+
+    def close(self) -> None:
+        self._file.close()
+        if self.written != math.prod(self.shape):
+            raise RuntimeError(f"{self.path}: wrote {self.written} ids for shape {self.shape}")
+
+    def __enter__(self) -> TokenWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.close()
+        else:
+            self._file.close()
+
+
+_RANGE_CHUNK = 1 << 22  # ids read at a time when checking a token file's range
+
+
 def load_tokens(path: str | Path, vocab_size: int | None = None) -> np.ndarray:
-    """Token ids saved by ``save_tokens``: a 1-D stream, or 2-D rows of independent sequences,
-    every id below ``vocab_size`` if given. Never unpickles (the file may come from anyone)."""
+    """Token ids saved by ``save_tokens`` or ``TokenWriter``, memory-mapped read-only (a
+    corpus larger than memory trains from disk): a 1-D stream, or 2-D rows of independent
+    sequences, every id below ``vocab_size`` if given. Never unpickles (the file may come from
+    anyone)."""
     path = Path(path)
     try:
-        ids = np.load(path, allow_pickle=False)
+        ids = np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
         raise UserError(f"{path}: file not found (run the prepare stage first)") from None
     except (ValueError, OSError, EOFError) as err:
@@ -145,13 +181,24 @@ def load_tokens(path: str | Path, vocab_size: int | None = None) -> np.ndarray:
     if not isinstance(ids, np.ndarray) or ids.dtype != np.int32 or ids.ndim not in (1, 2):
         kind = f"{ids.dtype} {ids.shape}" if isinstance(ids, np.ndarray) else "an .npz archive"
         raise UserError(f"{path}: expected a 1-D or 2-D int32 array, got {kind}")
-    if vocab_size is not None and ids.size and not 0 <= ids.min() <= ids.max() < vocab_size:
-        bad = ids.max() if ids.max() >= vocab_size else ids.min()
-        raise UserError(
-            f"{path}: token id {bad} is outside the vocabulary of {vocab_size} "
-            "(prepared with another vocabulary? rerun the prepare stage)"
-        )
+    if vocab_size is not None and ids.size:
+        lo, hi = _id_range(path, ids)
+        if not 0 <= lo <= hi < vocab_size:
+            raise UserError(
+                f"{path}: token id {hi if hi >= vocab_size else lo} is outside the vocabulary of "
+                f"{vocab_size} (prepared with another vocabulary? rerun the prepare stage)"
+            )
     return ids
+
+
+def _id_range(path: Path, ids: np.memmap) -> tuple[int, int]:
+    # Plain reads, not the mapping: scanning a mapped file would leave all of it resident.
+    lo, hi = np.iinfo(np.int32).max, np.iinfo(np.int32).min
+    with open(path, "rb") as f:
+        f.seek(ids.offset)
+        while (chunk := np.fromfile(f, dtype=ids.dtype, count=_RANGE_CHUNK)).size:
+            lo, hi = min(lo, int(chunk.min())), max(hi, int(chunk.max()))
+    return lo, hi
 
 
 def vocab_path_for(model_path: str | Path) -> Path:

@@ -43,7 +43,10 @@ def checkpoint_dir(stage: str, settings: str, inputs: Sequence[Path]) -> Path:
     digest = hashlib.sha256(settings.encode())
     library = sorted(Path(__file__).parent.glob("*.py"))
     for path in [*inputs, *library]:
-        digest.update(Path(path).name.encode() + b"\0" + Path(path).read_bytes())
+        digest.update(Path(path).name.encode() + b"\0")
+        with open(path, "rb") as f:  # in blocks: a prepared corpus may not fit in memory
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
     digest.update(f"keras {keras.__version__} tensorflow {tf.__version__}".encode())
     root = Path("checkpoints") / stage
     key = digest.hexdigest()[:16]

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import glob
+import logging
+import re
 import unicodedata
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from textgen.artifacts import TokenWriter
 from textgen.errors import UserError
-from textgen.vocab import Vocabulary
+from textgen.vocab import TOKENIZERS, Vocabulary
+
+log = logging.getLogger(__name__)
 
 _GLOB_CHARS = set("*?[")
 
@@ -48,85 +56,86 @@ _FOREIGN_BOMS = [
 ]
 
 
-def read_text(path: Path) -> str:
-    """One file as text: strict UTF-8 (a BOM is dropped), newlines unified, NFC-normalised.
+BLOCK_BYTES = 1 << 22  # bytes of a file read at a time: memory stays flat whatever its size
+
+
+def iter_text(path: Path, lowercase: bool = False, block_bytes: int | None = None) -> Iterator[str]:
+    """One file as text, block by block: strict UTF-8 (a BOM is dropped), newlines unified,
+    NFC-normalised, lower-cased if asked.
+
+    A block ends just after a whitespace character wherever the text has one: no character
+    composes with a preceding whitespace, no casing context (Greek final sigma) reaches across
+    one and no token spans one, so normalising, lower-casing or tokenizing block by block gives
+    exactly what doing it to the whole file would. A file without whitespace is one block.
 
     No NUL (U+0000) anywhere: it is no character of text, and its bytes (0x00, never part of
     another character's UTF-8) are what UTF-16 or UTF-32 text, or a binary file, is full of;
     ASCII text saved as UTF-16 would otherwise decode as valid UTF-8 with a NUL after every
     letter."""
-    data = path.read_bytes()
-    for bom, encoding in _FOREIGN_BOMS:
-        if data.startswith(bom):
-            raise UserError(
-                f"{path}: starts with a {encoding} byte-order mark; not UTF-8 text "
-                "(re-save the file as UTF-8)"
-            )
-    nul = data.find(b"\0")
-    if nul >= 0:
-        raise UserError(
-            f"{path}: contains NUL bytes (first at byte offset {nul}); not plain UTF-8 text "
-            "(UTF-16 or a binary file? re-save it as UTF-8)"
-        )
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise UserError(
-            f"{path}: not valid UTF-8 at byte offset {err.start} ({err.reason}); "
-            "re-save the file as UTF-8"
-        ) from None
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return unicodedata.normalize("NFC", text)
+    block_bytes = block_bytes or BLOCK_BYTES
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    carry = ""  # decoded text after the last whitespace, not yet given out
+    offset = 0  # file offset of the next byte read
+    with open(path, "rb") as f:
+        data = f.read(max(block_bytes, 4))
+        for bom, encoding in _FOREIGN_BOMS:
+            if data.startswith(bom):
+                raise UserError(
+                    f"{path}: starts with a {encoding} byte-order mark; not UTF-8 text "
+                    "(re-save the file as UTF-8)"
+                )
+        if data.startswith(codecs.BOM_UTF8):
+            data, offset = data[3:], 3
+        while True:
+            final = not data
+            nul = data.find(b"\0")
+            if nul >= 0:
+                raise UserError(
+                    f"{path}: contains NUL bytes (first at byte offset {offset + nul}); not "
+                    "plain UTF-8 text (UTF-16 or a binary file? re-save it as UTF-8)"
+                )
+            pending = len(decoder.getstate()[0])  # bytes of a character cut by the last read
+            try:
+                text = carry + decoder.decode(data, final)
+            except UnicodeDecodeError as err:
+                raise UserError(
+                    f"{path}: not valid UTF-8 at byte offset {offset - pending + err.start} "
+                    f"({err.reason}); re-save the file as UTF-8"
+                ) from None
+            offset += len(data)
+            # A final CR may be the first half of a CRLF: it waits for the next read.
+            held = "\r" if not final and text.endswith("\r") else ""
+            text = text[: len(text) - len(held)]
+            cut = len(text) if final else _after_last_space(text)
+            carry = text[cut:] + held
+            if cut:
+                block = text[:cut].replace("\r\n", "\n").replace("\r", "\n")
+                block = unicodedata.normalize("NFC", block)
+                if lowercase:
+                    # Lower-casing can produce decomposed sequences (e.g. 'İ'); re-normalise.
+                    block = unicodedata.normalize("NFC", block.lower())
+                yield block
+            if final:
+                return
+            data = f.read(block_bytes)
 
 
-def read_corpus(files: list[Path], lowercase: bool = False) -> list[str]:
-    """The text of each file, in order, each ending in a newline; no text at all is an error."""
-    docs = []
-    for path in files:
-        text = read_text(path)
-        if lowercase:
-            # Lower-casing can produce decomposed sequences (e.g. 'İ'); re-normalise.
-            text = unicodedata.normalize("NFC", text.lower())
-        if text and not text.endswith("\n"):
-            text += "\n"
-        docs.append(text)
-    if not any(doc.strip() for doc in docs):
-        names = ", ".join(str(p) for p in files[:3]) + (" ..." if len(files) > 3 else "")
-        raise UserError(f"data.corpus: the corpus is empty ({names})")
-    return docs
+_LAST_SPACE = re.compile(r"\s(?=\S*\Z)")
 
 
-def split_text(text: str, val_fraction: float, test_fraction: float) -> tuple[str, str, str]:
-    """Contiguous train / val / test pieces of one text, in that order."""
-    n = len(text)
-    n_val, n_test = int(n * val_fraction), int(n * test_fraction)
-    n_train = n - n_val - n_test
-    return text[:n_train], text[n_train : n_train + n_val], text[n_train + n_val :]
+def _after_last_space(text: str) -> int:
+    found = _LAST_SPACE.search(text, max(len(text) - 4096, 0)) or _LAST_SPACE.search(text)
+    return found.end() if found else 0
 
 
-def split_corpus(
-    docs: list[str], val_fraction: float, test_fraction: float, per_file: bool = True
-) -> tuple[str, str, str]:
-    """Contiguous train / val / test split, so held-out text is never interleaved with training.
-
-    ``per_file``: each file gives its own last stretches to val and test (every document is
-    represented in every split); otherwise the joined text is cut once (the last files are
-    held out whole, which measures transfer to unseen documents).
-    """
-    pieces = (
-        [split_text(d, val_fraction, test_fraction) for d in docs]
-        if per_file
-        else [split_text("".join(docs), val_fraction, test_fraction)]
-    )
-    train, val, test = ("".join(part) for part in zip(*pieces, strict=True))
-    if min(len(train), len(val), len(test)) < 2:
-        total = sum(len(d) for d in docs)
-        raise UserError(
-            f"data.corpus: the corpus has {total} characters, too few to split into "
-            f"train/val/test with data.val_fraction={val_fraction} and "
-            f"data.test_fraction={test_fraction}"
-        )
-    return train, val, test
+def document_blocks(path: Path, lowercase: bool = False) -> Iterator[str]:
+    """A corpus file as ``iter_text`` gives it, ending in a line break (one is added)."""
+    last = ""
+    for block in iter_text(path, lowercase):
+        last = block[-1]
+        yield block
+    if last and last != "\n":
+        yield "\n"
 
 
 def encode_lines(vocab: Vocabulary, lines: list[str], max_len: int) -> tuple[np.ndarray, int]:
@@ -157,59 +166,146 @@ def unk_rate(ids: np.ndarray, vocab: Vocabulary) -> float:
     return float(np.mean(tokens == vocab.unk_id)) if len(tokens) else 0.0
 
 
+SPLITS = ("train", "val", "test")
+_LINE_BATCH = 8192  # lines read, counted and encoded at a time
+
+
+def _held_out(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
+    """Where the val and the test pieces of ``n`` characters or lines start."""
+    n_val, n_test = int(n * val_fraction), int(n * test_fraction)
+    return n - n_val - n_test, n - n_test
+
+
+def _cuts(
+    sizes: list[int], val_fraction: float, test_fraction: float, per_file: bool
+) -> list[tuple[int, int]]:
+    """Each file's (val start, test start), in its own characters or lines: every file gives
+    its own last stretches (``per_file``), or the joined corpus is cut once."""
+    if per_file:
+        return [_held_out(n, val_fraction, test_fraction) for n in sizes]
+    a, b = _held_out(sum(sizes), val_fraction, test_fraction)
+    starts = np.cumsum([0, *sizes[:-1]]).tolist()
+    return [
+        (min(max(a - s, 0), n), min(max(b - s, 0), n)) for s, n in zip(starts, sizes, strict=True)
+    ]
+
+
+class _Progress:
+    """One line per tenth of a pass over a large corpus (small ones stay quiet)."""
+
+    QUIET_BELOW = 64 << 20  # bytes
+
+    def __init__(self, what: str, total_bytes: int):
+        self.what, self.total, self.done, self.shown = what, total_bytes, 0, 0
+
+    def advance(self, nbytes: int) -> None:
+        self.done += nbytes
+        tenth = self.done * 10 // max(self.total, 1)
+        if self.total >= self.QUIET_BELOW and tenth > self.shown:
+            self.shown = tenth
+            log.info("prepare: %s %d%% of %.1f MB", self.what, tenth * 10, self.total / 1e6)
+
+
+def _file_pieces(
+    files: list[Path], lowercase: bool, cuts: list[tuple[int, int]], progress: _Progress
+) -> Iterator[tuple[int, str]]:
+    """(split index, text) pieces of the character streams, in corpus order."""
+    for path, (a, b) in zip(files, cuts, strict=True):
+        pos = 0
+        for block in document_blocks(path, lowercase):
+            end = pos + len(block)
+            for split, (lo, hi) in enumerate(((0, a), (a, b), (b, end))):
+                if max(lo, pos) < min(hi, end):
+                    yield split, block[max(lo, pos) - pos : min(hi, end) - pos]
+            pos = end
+        progress.advance(path.stat().st_size)
+
+
+def _line_pieces(
+    files: list[Path], lowercase: bool, cuts: list[tuple[int, int]], progress: _Progress
+) -> Iterator[tuple[int, list[str]]]:
+    """(split index, lines) batches of the stripped non-blank lines, in corpus order."""
+    for path, (a, b) in zip(files, cuts, strict=True):
+        index, partial, batch, batch_split = 0, "", [], 0
+        for block in document_blocks(path, lowercase):
+            *complete, partial = (partial + block).split("\n")
+            for line in complete:
+                if not (line := line.strip()):
+                    continue
+                split = 0 if index < a else 1 if index < b else 2
+                if batch and (split != batch_split or len(batch) == _LINE_BATCH):
+                    yield batch_split, batch
+                    batch = []
+                batch_split = split
+                batch.append(line)
+                index += 1
+        if batch:
+            yield batch_split, batch
+        progress.advance(path.stat().st_size)
+
+
+def _stream_pieces(
+    files: list[Path],
+    lowercase: bool,
+    cuts: list[tuple[int, int]],
+    tokenizer: str,
+    progress: _Progress,
+) -> Iterator[tuple[int, str]]:
+    """(split index, text) of the three streams, handed on at token boundaries: a word may
+    run from one file's piece into the next one's, as it did when the pieces were one string."""
+    pieces = _file_pieces(files, lowercase, cuts, progress)
+    if tokenizer == "char":
+        yield from pieces
+        return
+    pending = ["", "", ""]
+    for s, text in pieces:
+        text = pending[s] + text
+        cut = _after_last_space(text)
+        pending[s] = text[cut:]
+        if cut:
+            yield s, text[:cut]
+    yield from ((s, text) for s, text in enumerate(pending) if text)
+
+
+class _TokenCounts:
+    """Token counts of text seen piece by piece: characters by code point in one array (a
+    Counter per character would cost a Python step per character), words in a Counter."""
+
+    def __init__(self, tokenizer: str):
+        self.split = TOKENIZERS[tokenizer].split
+        self.chars = np.zeros(0x110000, np.int64) if tokenizer == "char" else None
+        self.words: Counter[str] = Counter()
+
+    def add(self, text: str) -> None:
+        if self.chars is None:
+            self.words.update(self.split(text))
+        else:
+            points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+            self.chars += np.bincount(points, minlength=len(self.chars))
+
+    def length(self, text: str) -> int:
+        return len(text) if self.chars is not None else len(self.split(text))
+
+    def join(self, lines: list[str]) -> str:
+        """Lines as one text with the same tokens: no token spans a space, and a space is none."""
+        return ("" if self.chars is not None else " ").join(lines)
+
+    def counter(self) -> Counter[str]:
+        if self.chars is None:
+            return self.words
+        return Counter({chr(c): int(self.chars[c]) for c in np.flatnonzero(self.chars)})
+
+
 @dataclass(frozen=True)
 class PreparedCorpus:
-    """Three splits of token ids: 1-D streams, or 2-D rows of independent sequences."""
-
     vocab: Vocabulary
-    train: np.ndarray
-    val: np.ndarray
-    test: np.ndarray
-    dropped_lines: int = 0
-
-    def metrics(self) -> dict[str, float | int]:
-        out: dict[str, float | int] = {
-            f"{name}_tokens": len(real_tokens(getattr(self, name), self.vocab))
-            for name in ("train", "val", "test")
-        }
-        if self.train.ndim == 2:
-            out |= {
-                f"{name}_sequences": len(getattr(self, name)) for name in ("train", "val", "test")
-            }
-            out["dropped_long_lines"] = self.dropped_lines
-        return {
-            **out,
-            "vocab_size": len(self.vocab),
-            "unk_rate_val": unk_rate(self.val, self.vocab),
-            "unk_rate_test": unk_rate(self.test, self.vocab),
-        }
+    metrics: dict[str, float | int]
+    characters: int  # of the normalised text, every file ending in a line break
 
 
-def split_lines(
-    docs: list[str], val_fraction: float, test_fraction: float, per_file: bool = True
-) -> tuple[list[str], list[str], list[str]]:
-    """Contiguous train / val / test lists of the non-blank lines, per file or overall."""
-    groups = [[ln.strip() for ln in d.split("\n") if ln.strip()] for d in docs]
-    if not per_file:
-        groups = [[ln for g in groups for ln in g]]
-    train, val, test = [], [], []
-    for lines in groups:
-        n_val, n_test = int(len(lines) * val_fraction), int(len(lines) * test_fraction)
-        n_train = len(lines) - n_val - n_test
-        train += lines[:n_train]
-        val += lines[n_train : n_train + n_val]
-        test += lines[n_train + n_val :]
-    if not (train and val and test):
-        raise UserError(
-            f"data.corpus: {sum(map(len, groups))} non-blank lines are too few to split into "
-            f"train/val/test with data.val_fraction={val_fraction} and "
-            f"data.test_fraction={test_fraction}"
-        )
-    return train, val, test
-
-
-def prepare_corpus(
-    docs: list[str],
+def prepare_files(
+    files: list[Path],
+    out: Path,
     val_fraction: float,
     test_fraction: float,
     lowercase: bool = False,
@@ -219,22 +315,106 @@ def prepare_corpus(
     max_vocab: int | None = None,
     max_len: int = 64,
 ) -> PreparedCorpus:
-    """Split, build the vocabulary from the training split only, and encode all three splits.
+    """Split the corpus, build the vocabulary from the training split only, and write the
+    three splits' token ids as ``out/{train,val,test}.npy``.
 
-    ``stream``: each split is one token stream. ``line``: each non-blank line is an
-    independent sequence, a row of ``<bos> tokens <eos>`` padded to ``max_len + 2``.
+    ``stream``: each split is one token stream, the pieces of the files in order. ``line``:
+    each non-blank line is an independent sequence, a row of ``<bos> tokens <eos>`` padded to
+    ``max_len + 2`` (longer lines are dropped). The files are read block by block in three
+    passes (sizes; token counts; ids), so memory stays flat whatever the corpus's size.
     """
-    if unit == "stream":
-        train, val, test = split_corpus(docs, val_fraction, test_fraction, per_file)
-        vocab = Vocabulary.build([train], tokenizer, lowercase, max_size=max_vocab)
-        return PreparedCorpus(vocab, vocab.encode(train), vocab.encode(val), vocab.encode(test))
-    splits = split_lines(docs, val_fraction, test_fraction, per_file)
-    vocab = Vocabulary.build(splits[0], tokenizer, lowercase, lines=True, max_size=max_vocab)
-    encoded = [encode_lines(vocab, lines, max_len) for lines in splits]
-    for (rows, _), name in zip(encoded, ("train", "val", "test"), strict=True):
-        if len(rows) == 0:
+    total_bytes = sum(path.stat().st_size for path in files)
+    lines = unit == "line"
+
+    # Pass 1: every file's size in characters (streams) or non-blank lines.
+    progress = _Progress("measuring", total_bytes)
+    sizes, characters, blank = [], 0, True
+    for path in files:
+        n_chars = n_lines = 0
+        partial = ""
+        for block in document_blocks(path, lowercase):
+            n_chars += len(block)
+            blank = blank and block.isspace()
+            if lines:
+                *complete, partial = (partial + block).split("\n")
+                n_lines += sum(1 for ln in complete if not ln.isspace() and ln)
+        characters += n_chars
+        sizes.append(n_lines if lines else n_chars)
+        progress.advance(path.stat().st_size)
+    if blank:
+        names = ", ".join(str(p) for p in files[:3]) + (" ..." if len(files) > 3 else "")
+        raise UserError(f"data.corpus: the corpus is empty ({names})")
+    cuts = _cuts(sizes, val_fraction, test_fraction, per_file)
+    held = [
+        sum(a for a, _ in cuts),
+        sum(b - a for a, b in cuts),
+        sum(n - b for n, (_, b) in zip(sizes, cuts, strict=True)),
+    ]
+    if lines and not all(held):
+        raise UserError(
+            f"data.corpus: {sum(sizes)} non-blank lines are too few to split into "
+            f"train/val/test with data.val_fraction={val_fraction} and "
+            f"data.test_fraction={test_fraction}"
+        )
+    if not lines and min(held) < 2:
+        raise UserError(
+            f"data.corpus: the corpus has {sum(sizes)} characters, too few to split into "
+            f"train/val/test with data.val_fraction={val_fraction} and "
+            f"data.test_fraction={test_fraction}"
+        )
+
+    # Pass 2: the training split's token counts (the vocabulary) and every split's length.
+    progress = _Progress("counting", total_bytes)
+    counts = _TokenCounts(tokenizer)
+    lengths = [0, 0, 0]  # tokens of streams; kept rows of lines
+    if lines:
+        for s, part in _line_pieces(files, lowercase, cuts, progress):
+            if s == 0:
+                counts.add(counts.join(part))
+            lengths[s] += sum(counts.length(line) <= max_len for line in part)
+    else:
+        for s, text in _stream_pieces(files, lowercase, cuts, tokenizer, progress):
+            lengths[s] += counts.length(text)
+            if s == 0:
+                counts.add(text)
+    vocab = Vocabulary.from_counts(counts.counter(), tokenizer, lowercase, lines, max_vocab)
+    for s, name in enumerate(SPLITS):
+        if lines and lengths[s] == 0:
             raise UserError(
                 f"data.max_len: every {name} line is longer than {max_len} tokens; raise it"
             )
-    (train_rows, d1), (val_rows, d2), (test_rows, d3) = encoded
-    return PreparedCorpus(vocab, train_rows, val_rows, test_rows, d1 + d2 + d3)
+
+    # Pass 3: the ids, written as they are made.
+    progress = _Progress("encoding", total_bytes)
+    shapes = [(n, max_len + 2) if lines else (n,) for n in lengths]
+    real, unknown, dropped = [0, 0, 0], [0, 0, 0], 0
+    with contextlib.ExitStack() as stack:
+        writers = [
+            stack.enter_context(TokenWriter(out / f"{name}.npy", shape))
+            for name, shape in zip(SPLITS, shapes, strict=True)
+        ]
+        if lines:
+            for s, part in _line_pieces(files, lowercase, cuts, progress):
+                rows, n_dropped = encode_lines(vocab, part, max_len)
+                writers[s].write(rows)
+                dropped += n_dropped
+                tokens = real_tokens(rows, vocab)
+                real[s] += len(tokens)
+                unknown[s] += int(np.count_nonzero(tokens == vocab.unk_id))
+        else:
+            for s, text in _stream_pieces(files, lowercase, cuts, tokenizer, progress):
+                ids = vocab.encode(text)
+                writers[s].write(ids)
+                real[s] += len(ids)
+                unknown[s] += int(np.count_nonzero(ids == vocab.unk_id))
+
+    metrics: dict[str, float | int] = {f"{n}_tokens": real[s] for s, n in enumerate(SPLITS)}
+    if lines:
+        metrics |= {f"{n}_sequences": lengths[s] for s, n in enumerate(SPLITS)}
+        metrics["dropped_long_lines"] = dropped
+    metrics |= {
+        "vocab_size": len(vocab),
+        "unk_rate_val": unknown[1] / real[1] if real[1] else 0.0,
+        "unk_rate_test": unknown[2] / real[2] if real[2] else 0.0,
+    }
+    return PreparedCorpus(vocab, metrics, characters)

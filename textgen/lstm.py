@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -70,6 +71,59 @@ def forward(model: keras.Model, tokens: tf.Tensor, state: list) -> tuple[tf.Tens
     return logits_layer(model)(x), new_state
 
 
+def _gather(tokens: np.ndarray, width: int) -> Callable[[tf.Tensor], tf.Tensor]:
+    """A batch of starts -> the windows ``tokens[start : start + width]`` [batch, width] (the
+    rows ``tokens[start]`` when ``width`` is 0), read from the array batch by batch."""
+    span = width or tokens.shape[1]
+    read = _file_reader(tokens, span) or (
+        lambda flat: np.asarray(tokens.reshape(-1)[flat[:, None] + np.arange(span)])
+    )
+
+    def gather(starts: tf.Tensor) -> tf.Tensor:
+        flat = starts * span if not width else starts
+        return tf.ensure_shape(tf.numpy_function(read, [flat], tf.int32), [None, span])
+
+    return gather
+
+
+def _file_reader(tokens: np.ndarray, span: int) -> Callable[[np.ndarray], np.ndarray] | None:
+    """For a whole token file memory-mapped (``artifacts.load_tokens``): flat starts -> their
+    windows, read from the file with ``pread``. Reading through the mapping would leave every
+    page a batch touched resident in this process (whole page-cache folios of up to 2 MB
+    each), so a long run's memory would grow to the size of the file (nanoGPT re-creates
+    its memmap every batch for the same reason)."""
+    if not (
+        isinstance(tokens, np.memmap)
+        and tokens.flags.c_contiguous
+        and tokens.offset + tokens.nbytes == os.path.getsize(tokens.filename)  # not a slice
+    ):
+        return None
+    path, offset, size = tokens.filename, tokens.offset, tokens.itemsize
+
+    def read(flat: np.ndarray) -> np.ndarray:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            data = b"".join(os.pread(fd, span * size, offset + int(s) * size) for s in flat)
+        finally:
+            os.close(fd)
+        return np.frombuffer(data, tokens.dtype).reshape(len(flat), span)
+
+    return read
+
+
+def _shifted_windows(
+    tokens: np.ndarray, seq_len: int
+) -> Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
+    """Window starts -> (inputs, targets) [batch, seq_len]: the targets shifted by one."""
+    windows = _gather(tokens, seq_len + 1)
+
+    def to_batch(starts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        batch = windows(starts)
+        return batch[:, :-1], batch[:, 1:]
+
+    return to_batch
+
+
 def window_dataset(
     tokens: np.ndarray,
     seq_len: int,
@@ -85,7 +139,6 @@ def window_dataset(
     of the stream is epoch ``k`` of training (a resumed run starts at ``first_epoch``).
     Targets are the inputs shifted by one: the loss covers every position of every window.
     """
-    data = tf.constant(tokens, dtype=tf.int32)
     n_windows = (len(tokens) - 1 - seq_len) // seq_len  # leaves room for any offset < seq_len
     if n_windows < batch_size:
         raise ValueError(
@@ -93,17 +146,13 @@ def window_dataset(
             f"fewer than one batch of {batch_size}"
         )
     steps = min(steps_per_epoch or n_windows // batch_size, n_windows // batch_size)
+    to_batch = _shifted_windows(tokens, seq_len)
 
     def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
         key = tf.stack([tf.constant(seed, tf.int64), epoch])
         offset = tf.random.stateless_uniform([], key, 0, seq_len, dtype=tf.int64)
         order = tf.random.experimental.stateless_shuffle(tf.range(n_windows, dtype=tf.int64), key)
         return tf.data.Dataset.from_tensor_slices(offset + order[: steps * batch_size] * seq_len)
-
-    def to_batch(starts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        idx = starts[:, None] + tf.range(seq_len + 1, dtype=tf.int64)[None, :]
-        windows = tf.gather(data, idx)
-        return windows[:, :-1], windows[:, 1:]
 
     ds = (
         tf.data.Dataset.range(first_epoch, 2**31)
@@ -131,7 +180,7 @@ def row_dataset(
     if n < batch_size:
         raise ValueError(f"{n} training sequences are fewer than one batch of {batch_size}")
     steps = min(steps_per_epoch or n // batch_size, n // batch_size)
-    data = tf.constant(rows, dtype=tf.int32)
+    gather = _gather(rows, 0)
 
     def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
         key = tf.stack([tf.constant(seed, tf.int64), epoch])
@@ -142,7 +191,11 @@ def row_dataset(
         tf.data.Dataset.range(first_epoch, 2**31)
         .flat_map(one_epoch)
         .batch(batch_size, drop_remainder=True)
-        .map(lambda idx: _shifted(tf.gather(data, idx)), num_parallel_calls=tf.data.AUTOTUNE)
+        .map(
+            lambda idx: _shifted(gather(idx)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
         .prefetch(tf.data.AUTOTUNE)
     )
     return ds, steps
@@ -155,15 +208,20 @@ def _shifted(rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
 
 def eval_dataset(tokens: np.ndarray, seq_len: int, batch_size: int) -> tf.data.Dataset:
     """Non-overlapping windows in order (or the rows, masked): a cheap per-epoch validation
-    loss for early stopping."""
+    loss for early stopping, read from the array batch by batch."""
     if tokens.ndim == 2:
-        return tf.data.Dataset.from_tensor_slices(tokens).batch(batch_size).map(_shifted)
+        starts, gather = np.arange(len(tokens)), _gather(tokens, 0)
+        return (
+            tf.data.Dataset.from_tensor_slices(starts)
+            .batch(batch_size)
+            .map(lambda idx: _shifted(gather(idx)))
+        )
     n = (len(tokens) - 1) // seq_len
     if n == 0:
         raise ValueError(f"{len(tokens)} validation tokens make no window of {seq_len}")
-    x = tokens[: n * seq_len].reshape(n, seq_len)
-    y = tokens[1 : n * seq_len + 1].reshape(n, seq_len)
-    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+    starts = np.arange(n, dtype=np.int64) * seq_len
+    to_batch = _shifted_windows(tokens, seq_len)
+    return tf.data.Dataset.from_tensor_slices(starts).batch(batch_size).map(to_batch)
 
 
 @dataclass

@@ -103,9 +103,21 @@ class Vocabulary:
 
         ``max_size`` caps the whole vocabulary, specials included; rarer tokens become unknown.
         """
-        specials = (PAD, UNK, BOS, EOS) if lines else (UNK,)
         split = TOKENIZERS[kind].split
         counts = Counter(t for unit in units for t in split(unit))
+        return cls.from_counts(counts, kind, lowercase, lines, max_size)
+
+    @classmethod
+    def from_counts(
+        cls,
+        counts: Counter[str],
+        kind: str = "char",
+        lowercase: bool = False,
+        lines: bool = False,
+        max_size: int | None = None,
+    ) -> Vocabulary:
+        """The vocabulary of token counts (``build`` counts a text; streaming, its blocks)."""
+        specials = (PAD, UNK, BOS, EOS) if lines else (UNK,)
         keep = sorted(counts, key=lambda t: (-counts[t], t))
         if max_size is not None:
             keep = keep[: max(max_size - len(specials), 0)]

@@ -1,0 +1,180 @@
+"""Quality per minute: held-out NLL after a fixed wall-clock of training, ours vs. plain Keras.
+
+On nanoGPT's split of a character corpus (tinyshakespeare by default: the first 90% trains, the
+last 10% is held out), two models of the same size train one after the other in one run, each
+for the same wall-clock budget (``--budget-s``): textgen's LSTM through ``textgen.lstm.train``
+(its dataset, warm-up + cosine schedule, clipping, early stopping on a validation subset) and a
+plain Keras ``Sequential`` LSTM (Adam at Keras' defaults, constant learning rate) on the same
+batches. Each run's number of steps comes from its own rate, measured on a throwaway copy first
+(so a schedule can end where the budget does); a clock stops it at the budget in any case.
+Validation time is outside the clock for both.
+
+The held-out NLL is scored as nanoGPT scores it (every position of independent 256-character
+windows, mean nats per character) and, for textgen's model, also with the LSTM state carried
+through the whole text (``textgen.lstm.stream_nll``). The curve (validation NLL on an eighth of
+the held-out windows against training seconds) is written as JSON records for DVC:
+``dvc plots show bench-quality.json -x seconds -y nll``.
+
+    .venv/bin/python bench/quality.py [--corpus ../shared/data/tinyshakespeare.txt
+        --budget-s 600 --set dropout=0.2 --set hidden=256 ... --out bench-quality.json]
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from textgen.backend import keras, tf
+from textgen.config import LSTMParams, load_params
+from textgen.lstm import build_model, eval_dataset, stream_nll, train, window_dataset
+from textgen.seeding import seed_everything
+from textgen.vocab import Vocabulary
+
+ROOT = Path(__file__).resolve().parents[1]
+NANOGPT_WINDOW = 256  # nanoGPT's block_size for shakespeare_char
+
+
+class Clock(keras.callbacks.Callback):
+    """Training seconds with validation left out; stops training once they pass ``budget``, and
+    records the validation loss at every epoch's end against them."""
+
+    def __init__(self, budget: float) -> None:
+        super().__init__()
+        self.budget, self.curve = budget, []
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.start, self.paused = time.perf_counter(), 0.0
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start - self.paused
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.seconds() >= self.budget:
+            self.model.stop_training = True
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        self.pause_start = time.perf_counter()
+
+    def on_test_end(self, logs: dict | None = None) -> None:
+        self.paused += time.perf_counter() - self.pause_start
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.curve.append({"seconds": round(self.seconds(), 1), "nll": float(logs["val_loss"])})
+
+
+def plain_model(vocab: int, p: LSTMParams) -> keras.Model:
+    lstms = [keras.layers.LSTM(p.hidden, return_sequences=True) for _ in range(p.layers)]
+    embed = keras.layers.Embedding(vocab, p.embedding_dim)
+    return keras.Sequential(
+        [keras.Input((None,), dtype="int32"), embed, *lstms, keras.layers.Dense(vocab)]
+    )
+
+
+def steps_per_second(build, fit_steps, probe_steps: int) -> float:
+    """Steps per second of a throwaway model, after its first (tracing) steps."""
+    model = build()
+    times = []
+
+    class Stamp(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            times.append(time.perf_counter())
+
+    fit_steps(model, probe_steps + 4, [Stamp()], epochs=1)  # no validation inside the probe
+    return (len(times) - 4) / (times[-1] - times[3])
+
+
+def windows_nll(model: keras.Model, tokens: np.ndarray, batch: int = 64) -> float:
+    """Mean NLL over every position of independent windows of 256 (nanoGPT's estimate_loss,
+    on all the windows instead of random ones)."""
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")
+    total = count = 0.0
+    for x, y in eval_dataset(tokens, NANOGPT_WINDOW, batch):
+        total += float(loss(y, model(x, training=False)))
+        count += int(tf.size(y))
+    return total / count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--corpus", type=Path, default=ROOT.parent / "shared/data/tinyshakespeare.txt"
+    )
+    parser.add_argument("--budget-s", type=float, default=600.0, help="training seconds each")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="an lstm param"
+    )
+    parser.add_argument("--probe-steps", type=int, default=20)
+    parser.add_argument("--curve-points", type=int, default=10)
+    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("bench-quality.json"))
+    args = parser.parse_args()
+
+    tf.get_logger().setLevel("ERROR")
+    if not args.corpus.is_file():
+        parser.error(
+            f"--corpus: {args.corpus} not found (tinyshakespeare is nanoGPT's and char-rnn's "
+            "input.txt; pass its path, or any UTF-8 text)"
+        )
+    text = args.corpus.read_text(encoding="utf-8")
+    cut = int(len(text) * 0.9)
+    vocab = Vocabulary.from_text(text[:cut])
+    train_ids, val_ids = vocab.encode(text[:cut]), vocab.encode(text[cut:])
+    curve_ids = val_ids[: len(val_ids) // 8]
+    overrides = dict(item.split("=", 1) for item in args.set)
+    p = load_params(ROOT / "params.yaml").lstm.model_copy(
+        update={key: yaml.safe_load(value) for key, value in overrides.items()}
+    )
+    p = LSTMParams.model_validate(p.model_dump())
+    seed = 0
+    seed_everything(seed)
+    print(
+        f"{args.corpus.name}: {len(train_ids):,} train / {len(val_ids):,} held-out characters, "
+        f"vocabulary {len(vocab)} (unknown held-out: {np.mean(val_ids == vocab.unk_id):.1e}); "
+        f"budget {args.budget_s:.0f} s of training each"
+    )
+    print(f"model {p.layers}x{p.hidden} LSTM, embedding {p.embedding_dim}; overrides {overrides}")
+
+    def ours(model: keras.Model, steps: int, callbacks: list, epochs: int = 0) -> None:
+        epochs = epochs or min(args.curve_points, steps)
+        q = p.model_copy(update={"epochs": epochs, "steps_per_epoch": max(steps // epochs, 1)})
+        train(model, train_ids, curve_ids, q, seed, callbacks=callbacks, verbose=0)
+
+    def plain(model: keras.Model, steps: int, callbacks: list, epochs: int = 0) -> None:
+        epochs = epochs or min(args.curve_points, steps)
+        ds, _ = window_dataset(train_ids, p.seq_len, p.batch_size, seed, max(steps // epochs, 1))
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        val = eval_dataset(curve_ids, p.seq_len, p.eval_batch_size)
+        fit = {"epochs": epochs, "steps_per_epoch": max(steps // epochs, 1), "verbose": 0}
+        model.fit(ds, validation_data=val, callbacks=callbacks, shuffle=False, **fit)
+
+    contenders = [("textgen", lambda: build_model(len(vocab), p), ours)]
+    if not args.no_baseline:
+        contenders.append(("plain Keras", lambda: plain_model(len(vocab), p), plain))
+    records, rows = [], []
+    for name, build, fit_steps in contenders:
+        rate = steps_per_second(build, fit_steps, args.probe_steps)
+        steps = int(rate * args.budget_s)
+        keras.utils.set_random_seed(seed)
+        model, clock = build(), Clock(args.budget_s)
+        fit_steps(model, steps, [clock])
+        nll = windows_nll(model, val_ids)
+        carried = stream_nll(model, val_ids, 64) if name == "textgen" else float("nan")
+        rows.append((name, rate, steps, clock.curve[-1]["seconds"], nll, carried))
+        records += [{"model": name, **point} for point in clock.curve]
+        print(f"{name}: {clock.curve}", flush=True)
+
+    print(
+        f"\n{'model':<12} {'steps/s':>8} {'steps':>6} {'train s':>8} "
+        f"{'NLL (256 windows)':>18} {'NLL (state carried)':>20}"
+    )
+    for name, rate, steps, seconds, nll, carried in rows:
+        print(f"{name:<12} {rate:>8.2f} {steps:>6} {seconds:>8.0f} {nll:>18.4f} {carried:>20.4f}")
+    args.out.write_text(json.dumps(records, indent=1) + "\n")
+    print(f"curve: {args.out} (dvc plots show {args.out} -x seconds -y nll)")
+
+
+if __name__ == "__main__":
+    main()
