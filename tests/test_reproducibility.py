@@ -246,9 +246,7 @@ def test_clone_sharing_an_environment_runs_its_own_library(tmp_path):
     corpus = repo / "textgen/corpus.py"
     original = corpus.read_text()
     corpus.write_text(
-        original.replace(
-            '"vocab_size": len(self.vocab),', '"code_mark": 1,\n"vocab_size": len(self.vocab),'
-        )
+        original.replace('"vocab_size": len(vocab),', '"code_mark": 1,\n"vocab_size": len(vocab),')
     )
     assert corpus.read_text() != original
     run(f"{sys.executable} stages/prepare.py", repo)
