@@ -127,7 +127,7 @@ def main() -> None:
     p = load_params(ROOT / "params.yaml").lstm.model_copy(
         update={key: yaml.safe_load(value) for key, value in overrides.items()}
     )
-    p = LSTMParams.model_validate(p.model_dump())
+    p = type(p).model_validate(p.model_dump())  # the overrides, validated
     seed = 0
     seed_everything(seed)
     print(

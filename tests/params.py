@@ -4,7 +4,7 @@ from pathlib import Path
 
 import yaml
 
-from textgen.config import EvaluateParams, GANParams, LSTMParams, OracleParams
+from textgen.config import EvaluateParams, GANParams, OracleParams, StageLSTMParams
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -20,8 +20,8 @@ def merged(base: dict, overrides: dict) -> dict:
     return out
 
 
-def lstm_params(**overrides) -> LSTMParams:
-    return LSTMParams(**merged(SHIPPED["lstm"], overrides))
+def lstm_params(**overrides) -> StageLSTMParams:
+    return StageLSTMParams(**merged(SHIPPED["lstm"], overrides))
 
 
 def gan_params(**overrides) -> GANParams:

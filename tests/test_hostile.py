@@ -120,6 +120,19 @@ CASES = [
         ("evaluate.temperatures",),
     ),
     Case("fraction-one", "prepare", _params(data__val_fraction=1.0), ("data.val_fraction",)),
+    Case("distribute-tpu", "train_lstm", _params(lstm__distribute="tpu"), ("lstm.distribute",)),
+    Case(
+        "multi-worker-without-cluster",
+        "train_lstm",
+        _params(lstm__distribute="multi_worker"),
+        ("lstm.distribute", "TF_CONFIG"),
+    ),
+    Case(
+        "judge-multi-worker-without-cluster",
+        "train_judge",
+        _params(judge__distribute="multi_worker"),
+        ("judge.distribute", "TF_CONFIG"),
+    ),
     # corpora
     Case(
         "corpus-nul",

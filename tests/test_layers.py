@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Bottom to top (docs/architecture.md draws the same picture).
 LAYERS = [
     ("foundation", {"errors", "backend", "config", "seeding", "tracking"}),
-    ("data", {"vocab", "corpus", "artifacts", "datasets", "metrics", "checkpoints"}),
+    ("data", {"vocab", "corpus", "artifacts", "datasets", "metrics", "checkpoints", "distribute"}),
     ("model", {"lstm"}),
     ("generation", {"sampling"}),
     ("training and evaluation", {"gan", "evaluation", "oracle", "report"}),

@@ -93,7 +93,18 @@ class LSTMParams(_Section):
     eval_batch_size: PositiveInt
 
 
-class JudgeParams(LSTMParams):
+# The devices a training stage trains on (textgen.distribute).
+Distribute = Literal["none", "mirrored", "multi_worker"]
+
+
+class StageLSTMParams(LSTMParams):
+    """A language model that a training stage trains (``lstm``, ``judge``): also the devices
+    it trains on."""
+
+    distribute: Distribute
+
+
+class JudgeParams(StageLSTMParams):
     """The independent judge of sample quality (train_judge): a language model of its own size
     and seed, trained on the training split, that is neither contestant, so that neither model
     is scored by itself (a model's own temperature sweep traces the best curve its own judge
@@ -194,7 +205,7 @@ class Params(_Section):
 
     seed: Seed
     data: DataParams | None = None
-    lstm: LSTMParams | None = None
+    lstm: StageLSTMParams | None = None
     judge: JudgeParams | None = None
     gan: GANParams | None = None
     sample: SampleParams | None = None

@@ -9,10 +9,12 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
+from textgen import distribute
 from textgen.backend import keras, tf
 from textgen.checkpoints import Checkpoint, EarlyStopping
 from textgen.config import LSTMParams, OracleParams
@@ -249,6 +251,10 @@ def train(
     (``checkpoints.Checkpoint``) and a killed run resumes from its last finished epoch, with
     the data order, dropout draws and early-stopping progress it would have had. The caller
     removes the folder once the model is safely written.
+
+    Built and compiled under a ``tf.distribute`` strategy's scope, the model trains on its
+    replicas (``textgen.distribute``); a multi-worker run is not resumable (every worker would
+    have to resume the same epoch), so it keeps no checkpoint.
     """
 
     def batches(first_epoch: int) -> tuple[tf.data.Dataset, int]:
@@ -285,7 +291,9 @@ def train(
         restore_best_weights=True,
         verbose=int(verbose != 0),
     )
-    saved = [Checkpoint(checkpoint_dir, model, [stop])] if checkpoint_dir else []
+    own_loop = distribute.needs_own_loop(model.distribute_strategy)
+    fit = partial(distribute.fit, model) if own_loop else model.fit
+    saved = [Checkpoint(checkpoint_dir, model, [stop])] if checkpoint_dir and not own_loop else []
     first_epoch = saved[0].initial_epoch(p.epochs) if saved else 0
     if first_epoch:
         ds, _ = batches(first_epoch)
@@ -293,7 +301,7 @@ def train(
     if verbose == "auto":  # a progress bar on a terminal; one line per epoch in a CI log
         verbose = 1 if sys.stdout.isatty() else 2
     start = time.perf_counter()
-    hist = model.fit(
+    hist = fit(
         ds,
         epochs=p.epochs,
         initial_epoch=first_epoch,

@@ -1,0 +1,176 @@
+"""Training on several devices or machines with TensorFlow's own engine (``tf.distribute``).
+
+``lstm.distribute`` picks the strategy: ``none`` (the default device), ``mirrored`` (every
+local GPU, or the CPU, one replica each) or ``multi_worker`` (the machines that ``TF_CONFIG``
+names, each running the same stage). The global batch (``batch_size``) is split across the
+replicas and the loss is taken over the whole global batch, so the loss curve is the single
+device's for the same global batch (to float tolerance; with dropout, each replica draws its
+own masks).
+
+Keras 3's ``fit`` runs ``MirroredStrategy`` but not ``MultiWorkerMirroredStrategy``: it
+all-reduces the integer data batch when it builds the model, then reduces the scalar logs along
+axis 0 (keras-team/keras#20585, open). For that strategy ``fit`` below is a loop of our own:
+the same callbacks (progress bar, early stopping) and logs, the same loss and optimizer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+
+from textgen.backend import keras, tf
+from textgen.config import Distribute
+from textgen.errors import UserError
+
+
+def make_strategy(kind: Distribute, key: str = "lstm.distribute") -> tf.distribute.Strategy | None:
+    """The strategy for ``kind`` (None for ``none``). Create it before any other TensorFlow
+    work: the multi-worker runtime must start first."""
+    if kind == "none":
+        return None
+    if kind == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    config = os.environ.get("TF_CONFIG")
+    try:
+        cluster = json.loads(config or "")
+        task, workers = cluster["task"], cluster["cluster"]["worker"]
+        valid = task["type"] == "worker" and 0 <= int(task["index"]) < len(workers)
+    except (ValueError, KeyError, TypeError):
+        valid = False
+    if not valid:
+        raise UserError(
+            f"{key} is multi_worker, but the TF_CONFIG environment variable "
+            f"{'is not set' if config is None else 'is not valid'}: expected "
+            '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": i}} '
+            "(see the README: 'One model on several GPUs or machines')"
+        )
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def scope(strategy: tf.distribute.Strategy | None) -> contextlib.AbstractContextManager:
+    """Where the model must be built and compiled, so its variables are mirrored."""
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+
+def stage_strategy(
+    kind: Distribute, batch_size: int, section: str
+) -> tf.distribute.Strategy | None:
+    """A training stage's strategy, from its ``<section>.distribute``, with a global batch that
+    its replicas can share evenly."""
+    strategy = make_strategy(kind, f"{section}.distribute")
+    replicas = 1 if strategy is None else strategy.num_replicas_in_sync
+    if batch_size % replicas:
+        raise UserError(
+            f"{section}.batch_size is {batch_size}, which {replicas} replicas cannot share "
+            f"evenly: expected a multiple of {replicas}"
+        )
+    if replicas > 1 or not is_chief(strategy):
+        print(f"{section}: {type(strategy).__name__}, {replicas} replicas in sync")
+    return strategy
+
+
+def is_chief(strategy: tf.distribute.Strategy | None) -> bool:
+    """Whether this process writes the stage's outputs: the only one, or worker 0."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return resolver is None or resolver.task_id in (None, 0)
+
+
+def needs_own_loop(strategy: tf.distribute.Strategy) -> bool:
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def fit(
+    model: keras.Model,
+    ds: tf.data.Dataset,
+    *,
+    epochs: int,
+    initial_epoch: int,
+    steps_per_epoch: int,
+    validation_data: tf.data.Dataset,
+    callbacks: list[keras.callbacks.Callback],
+    verbose: int,
+    shuffle: bool = False,  # accepted as fit accepts it: the dataset shuffles itself
+) -> keras.callbacks.History:
+    """``model.fit`` for a model compiled under a multi-worker strategy (see the module note).
+
+    Logs as ``fit`` logs them: ``loss`` the mean of the epoch's batch losses, ``val_loss`` the
+    mean of the validation batches' losses weighted by their rows. Every worker computes the
+    validation loss itself on the whole validation set, so they all stop on the same epoch.
+    """
+    strategy = model.distribute_strategy
+    with strategy.scope():
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+    options = tf.data.Options()
+    # Every worker reads the same files; each keeps its share of every global batch.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    batches = iter(strategy.experimental_distribute_dataset(ds.with_options(options)))
+    train_step, val_step = _train_step(model), _val_step(model)
+    history = keras.callbacks.History()
+    hooks = keras.callbacks.CallbackList(
+        [*callbacks, history],
+        add_progbar=verbose != 0,
+        model=model,
+        verbose=verbose,
+        epochs=epochs,
+        steps=steps_per_epoch,
+    )
+    model.stop_training = False
+    hooks.on_train_begin()
+    for epoch in range(initial_epoch, epochs):
+        hooks.on_epoch_begin(epoch)
+        total = 0.0
+        for step in range(steps_per_epoch):
+            hooks.on_train_batch_begin(step)
+            total += float(train_step(next(batches)))
+            hooks.on_train_batch_end(step, {"loss": total / (step + 1)})
+        val_sum, val_rows = 0.0, 0
+        for batch in validation_data:
+            loss, rows = val_step(batch)
+            val_sum, val_rows = val_sum + float(loss) * int(rows), val_rows + int(rows)
+        logs = {"loss": total / steps_per_epoch, "val_loss": val_sum / val_rows}
+        hooks.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    hooks.on_train_end()
+    return history
+
+
+def _token_losses(batch: tuple, logits: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """The summed loss and the weight of a batch: sparse cross-entropy at every position,
+    weighted by the batch's weights (0 on padding) when it has them."""
+    y = batch[1]
+    losses = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+    weights = batch[2] if len(batch) > 2 else tf.ones_like(losses)
+    return tf.reduce_sum(losses * weights), tf.reduce_sum(weights)
+
+
+def _train_step(model: keras.Model):
+    strategy = model.distribute_strategy
+
+    def replica_step(batch: tuple) -> tf.Tensor:
+        context = tf.distribute.get_replica_context()
+        with tf.GradientTape() as tape:
+            loss_sum, weight = _token_losses(batch, model(batch[0], training=True))
+            # The loss of the whole global batch, as one device would take it: each replica's
+            # sum over the weight of every replica's batch; the optimizer sums the gradients.
+            loss = loss_sum / context.all_reduce("SUM", weight)
+        grads = tape.gradient(loss, model.trainable_variables)
+        model.optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        return loss
+
+    @tf.function
+    def step(batch: tuple) -> tf.Tensor:
+        return strategy.reduce("SUM", strategy.run(replica_step, args=(batch,)), axis=None)
+
+    return step
+
+
+def _val_step(model: keras.Model):
+    @tf.function
+    def step(batch: tuple) -> tuple[tf.Tensor, tf.Tensor]:
+        loss_sum, weight = _token_losses(batch, model(batch[0], training=False))
+        return loss_sum / weight, tf.shape(batch[0])[0]
+
+    return step
