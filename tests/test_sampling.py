@@ -93,3 +93,19 @@ def test_decoding_rejects_impossible_settings():
         Decoding(temperature=-1)
     with pytest.raises(ValueError):
         Decoding(top_p=0)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 40])
+@pytest.mark.parametrize("eos_id", [None, 4])
+def test_stream_gives_the_ids_of_generate(model, chunk, eos_id):
+    """Chunks carry the state and the per-step seeds: the same ids as one rollout, end padding
+    included (an end token in one chunk pads the row in the next ones too)."""
+    sampler = Sampler(model, never=[0], eos_id=eos_id)
+    prompt = np.array([2, 5], np.int32)
+    for decoding in [Decoding(temperature=1.3), Decoding(temperature=0.9, top_k=5, top_p=0.9)]:
+        whole = sampler.generate(prompt, 5, 23, decoding, seed=9)
+        parts = list(sampler.stream(prompt, 5, 23, decoding, seed=9, chunk=chunk))
+        assert all(p.shape[1] <= chunk for p in parts)
+        np.testing.assert_array_equal(np.concatenate(parts, axis=1), whole)
+    if eos_id is not None:
+        assert (whole == eos_id).any(), "the test must exercise the end padding"

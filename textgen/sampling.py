@@ -4,6 +4,7 @@ temperature, top-k, top-p, prompt priming, and the Gumbel relaxation the GAN tra
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -93,6 +94,62 @@ def gumbel_choice(
     return tf.argmax(noisy, axis=-1, output_type=tf.int32), tf.nn.softmax(beta * noisy, axis=-1)
 
 
+def prime(model: keras.Model, prompt: tf.Tensor, mask: tf.Tensor) -> tuple[tf.Tensor, list]:
+    """Read ``prompt`` [batch, prompt_len] in one pass: the masked logits of the next token
+    [batch, vocab] and the LSTM state after the prompt (where every rollout starts)."""
+    state = zero_state(model, tf.shape(prompt)[0])
+    logits, state = forward(model, prompt, state)  # [batch, prompt_len, vocab]
+    return logits[:, -1, :] + mask, state
+
+
+def _step(
+    model: keras.Model,
+    decoding: Decoding,
+    seed: tf.Tensor,
+    mask: tf.Tensor,
+    relax: tf.Tensor | None,
+    start: tf.Tensor | None = None,
+):
+    """The body of the generation loop, shared by ``rollout`` and ``rollout_steps``: draw step
+    ``t``'s tokens with the stateless seed ``(seed, t)``, feed them back. ``start`` (a chunk's
+    first step) only shifts where a token is written; the seed always uses the global ``t``,
+    so a rollout cut into chunks draws what one rollout draws."""
+
+    def step(t, last, state, ids, soft):
+        step_seed = tf.stack([seed, tf.cast(t, tf.int64)])
+        at = t if start is None else t - start
+        if relax is None:
+            token = choose_tokens(last, decoding, step_seed)
+        else:
+            token, relaxed = gumbel_choice(last, decoding, relax, step_seed)
+            soft = soft.write(at, relaxed)
+        logits, state = forward(model, token[:, None], state)
+        return t + 1, logits[:, -1, :] + mask, state, ids.write(at, token), soft
+
+    return step
+
+
+def rollout_steps(
+    model: keras.Model,
+    last: tf.Tensor,
+    state: list,
+    start: tf.Tensor,
+    length: tf.Tensor,
+    decoding: Decoding,
+    seed: tf.Tensor,
+    mask: tf.Tensor,
+) -> tuple[tf.Tensor, tf.Tensor, list]:
+    """Steps ``start`` .. ``start + length - 1`` of ``rollout`` from a carried ``last`` logits
+    and ``state`` (``prime``'s, or a previous chunk's): the raw ids [batch, length] (no end
+    padding: that needs the whole row, see ``Sampler.stream``), the next logits and state."""
+    ids = tf.TensorArray(tf.int32, size=length)
+    soft = tf.TensorArray(tf.float32, size=0)
+    step = _step(model, decoding, seed, mask, None, start)
+    loop = (start, last, state, ids, soft)
+    _, last, state, ids, _ = tf.while_loop(lambda t, *_: t < start + length, step, loop)
+    return tf.transpose(ids.stack()), last, state
+
+
 def rollout(
     model: keras.Model,
     prompt: tf.Tensor,
@@ -113,21 +170,10 @@ def rollout(
     temperature beta), tokens are drawn by ``gumbel_choice`` and the relaxed one-hots
     [batch, length, vocab] come back too, padding rows one-hot at id 0 like the ids.
     """
-    state = zero_state(model, tf.shape(prompt)[0])
-    logits, state = forward(model, prompt, state)  # [batch, prompt_len, vocab]
-    last = logits[:, -1, :] + mask
+    last, state = prime(model, prompt, mask)
     ids = tf.TensorArray(tf.int32, size=length)
     soft = tf.TensorArray(tf.float32, size=length if relax is not None else 0)
-
-    def step(t, last, state, ids, soft):
-        step_seed = tf.stack([seed, tf.cast(t, tf.int64)])
-        if relax is None:
-            token = choose_tokens(last, decoding, step_seed)
-        else:
-            token, relaxed = gumbel_choice(last, decoding, relax, step_seed)
-            soft = soft.write(t, relaxed)
-        logits, state = forward(model, token[:, None], state)
-        return t + 1, logits[:, -1, :] + mask, state, ids.write(t, token), soft
+    step = _step(model, decoding, seed, mask, relax)
 
     # An explicit loop: it compiles the same inside fit's train_step, where AutoGraph does not
     # reach, as inside the sampler's own function.
@@ -170,6 +216,40 @@ class Sampler:
             ],
         )
 
+        # Streaming: the prompt pass, then chunks of steps from a carried state. The state's
+        # spec (one (h, c) pair per layer, any batch) keeps one trace for every request.
+        state_spec = [
+            (spec([None, h.shape[-1]], tf.float32), spec([None, c.shape[-1]], tf.float32))
+            for h, c in zero_state(model, 1)
+        ]
+        self._prime = tf.function(
+            lambda prompt, mask: prime(model, prompt, mask),
+            input_signature=[spec([None, None], tf.int32), spec([None], tf.float32)],
+        )
+        self._steps = tf.function(
+            lambda last, state, start, length, temperature, top_k, top_p, seed, mask: rollout_steps(
+                model,
+                last,
+                state,
+                start,
+                length,
+                Decoding(temperature, top_k, top_p),
+                seed,
+                mask,
+            ),
+            input_signature=[
+                spec([None, None], tf.float32),
+                state_spec,
+                spec([], tf.int32),
+                spec([], tf.int32),
+                spec([], tf.float32),
+                spec([], tf.int32),
+                spec([], tf.float32),
+                spec([], tf.int64),
+                spec([None], tf.float32),
+            ],
+        )
+
     def generate(
         self,
         prompt_ids: np.ndarray,
@@ -201,6 +281,53 @@ class Sampler:
             tf.constant(self.eos_id, tf.int32),
         )
         return out.numpy()
+
+    def stream(
+        self,
+        prompt_ids: np.ndarray,
+        num_samples: int,
+        length: int,
+        decoding: Decoding = Decoding(),
+        seed: int = 0,
+        chunk: int = 8,
+    ) -> Iterator[np.ndarray]:
+        """``generate``'s ids, ``chunk`` steps at a time: arrays [num_samples, <= chunk] whose
+        concatenation equals ``generate(prompt_ids, num_samples, length, decoding, seed)``.
+
+        The LSTM state and the last logits carry from chunk to chunk and step ``t`` draws with
+        the seed ``(seed, t)`` as in ``rollout``; a row is padded (0) after its end token, and
+        once every row has ended the rest is padding without running the model.
+        """
+        prompt = np.asarray(prompt_ids, dtype=np.int32)
+        if prompt.ndim != 1 or len(prompt) == 0:
+            raise ValueError("the prompt must be a non-empty 1-D sequence of token ids")
+        if num_samples < 1 or length < 1 or chunk < 1:
+            raise ValueError("num_samples, length and chunk must be positive")
+        last, state = self._prime(tf.constant(np.tile(prompt, (num_samples, 1))), self.mask)
+        ended = np.zeros(num_samples, bool)
+        for start in range(0, length, chunk):
+            size = min(chunk, length - start)
+            if ended.all():
+                yield np.zeros((num_samples, size), np.int32)
+                continue
+            ids, last, state = self._steps(
+                last,
+                state,
+                tf.constant(start, tf.int32),
+                tf.constant(size, tf.int32),
+                tf.constant(decoding.temperature, tf.float32),
+                tf.constant(decoding.top_k, tf.int32),
+                tf.constant(decoding.top_p, tf.float32),
+                tf.constant(seed, tf.int64),
+                self.mask,
+            )
+            ids = ids.numpy()
+            # rollout's padding rule (after_end) over the whole row, with the row's end carried.
+            is_end = ids == self.eos_id
+            before = np.cumsum(is_end, axis=1) - is_end
+            ids = np.where(ended[:, None] | (before > 0), 0, ids)
+            ended |= is_end.any(axis=1)
+            yield ids
 
 
 def never_mask(vocab_size: int, never: list[int]) -> tf.Tensor:
