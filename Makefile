@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # dvc.yaml runs `python stages/...`: that must be the environment's python.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test setup corpus lint bench clean pipeline-ci same-outputs
+.PHONY: run test setup corpus lint bench clean pipeline-ci same-outputs serve
 
 run: setup corpus
 	$(BIN)/dvc repro
@@ -21,8 +21,14 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	  { echo "error: Python 3.11 or newer is needed (set PYTHON=/path/to/python3.11)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev,serve]'
 	@touch $@
+
+# The page (serve/): try the models, read any revision; loopback only unless HOST says otherwise.
+PORT ?= 8000
+HOST ?= 127.0.0.1
+serve: setup
+	$(BIN)/python -m serve --host $(HOST) --port $(PORT)
 
 corpus: setup
 	$(BIN)/python -m textgen fetch-corpus
@@ -46,6 +52,7 @@ bench: setup
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/gpu.py
+	$(BIN)/python bench/serve.py
 
 clean:
 	rm -rf $(VENV)

@@ -1,0 +1,168 @@
+"""What the page reads at a revision: dvc.yaml's top-level ``plots:`` as Vega-Lite specs (data
+inlined, drawn in the browser by the page's own vega-embed), ``metrics:`` as tables, the
+report's verdict and a few samples."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+
+import yaml
+
+from serve.revisions import Revision, RevisionStore
+
+SAMPLES_SHOWN = 3  # per samples/*.jsonl file
+SAMPLE_CHARS = 600  # each sample cut to this many characters
+
+
+def _rows(path: str, text: str) -> list[dict]:
+    """A plot file's rows: a JSON list of objects, or a TSV/CSV with a header (dvclive)."""
+    if path.endswith(".json"):
+        data = json.loads(text)
+        return [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
+    delimiter = "\t" if path.endswith(".tsv") else ","
+    return list(csv.DictReader(io.StringIO(text), delimiter=delimiter))
+
+
+def _number(value: object) -> float | None:
+    try:
+        x = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _series_name(path: str, field: str) -> str:
+    # plots/sweep/lstm.json: bleu_4 -> "lstm: bleu_4"; dvclive/.../eval/loss.tsv -> "eval/loss"
+    stem = re.sub(r"\.(json|tsv|csv)$", "", path)
+    stem = stem.split("plots/metrics/")[-1] if "plots/metrics/" in stem else stem.split("/")[-1]
+    return stem if stem.endswith(field) else f"{stem}: {field}"
+
+
+def plot_spec(title: str, entry: dict, files: dict[str, str]) -> dict | None:
+    """One dvc.yaml plot (``linear`` or ``errorbars`` template) as a Vega-Lite spec; None when
+    none of its files is there."""
+    x = entry.get("x", "step")
+    ys = entry.get("y") or {}
+    if isinstance(ys, str):
+        ys = {}
+    values = []
+    for path, fields in ys.items():
+        if path not in files:
+            continue
+        for field in [fields] if isinstance(fields, str) else list(fields):
+            for row in _rows(path, files[path]):
+                xv, yv = _number(row.get(x)), _number(row.get(field))
+                if xv is None or yv is None:
+                    continue
+                point = {"x": xv, "y": yv, "series": _series_name(path, field)}
+                for end in ("low", "high"):
+                    for axis, name in (("x", x), ("y", field)):
+                        v = _number(row.get(f"{name}_{end}"))
+                        if v is not None:
+                            point[f"{axis}_{end}"] = v
+                values.append(point)
+    if not values:
+        return None
+    enc_x = {"field": "x", "type": "quantitative", "title": entry.get("x_label", x)}
+    enc_y = {"field": "y", "type": "quantitative", "title": entry.get("y_label", "value")}
+    enc_y["scale"] = {"zero": False}
+    enc_x["scale"] = {"zero": False}
+    color = {"field": "series", "type": "nominal", "title": None}
+    layers: list[dict] = [
+        {
+            "mark": {"type": "line", "point": True},
+            "encoding": {"x": enc_x, "y": enc_y, "color": color, "tooltip": [color, enc_x, enc_y]},
+        }
+    ]
+    if entry.get("template") == "errorbars":
+        for axis in ("x", "y"):
+            if any(f"{axis}_low" in v for v in values):
+                other = "y" if axis == "x" else "x"
+                layers.append(
+                    {
+                        "mark": {"type": "rule"},
+                        "transform": [{"filter": f"isValid(datum.{axis}_low)"}],
+                        "encoding": {
+                            axis: {"field": f"{axis}_low", "type": "quantitative"},
+                            f"{axis}2": {"field": f"{axis}_high"},
+                            other: {"field": other, "type": "quantitative"},
+                            "color": color,
+                        },
+                    }
+                )
+    return {
+        "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+        "title": title,
+        "width": 360,
+        "height": 220,
+        "data": {"values": values},
+        "layer": layers,
+    }
+
+
+def _flatten(data: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(data, dict):
+        out: dict[str, object] = {}
+        for k, v in data.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: data}
+
+
+def _verdict(report: str) -> list[str]:
+    """The paragraphs and bullets of the report's "## Verdict" section, as plain text."""
+    match = re.search(r"^## Verdict\s*$(.*?)(?=^## |\Z)", report, re.M | re.S)
+    if not match:
+        return []
+    return [p.strip() for p in re.split(r"\n\s*\n|\n(?=- )", match.group(1)) if p.strip()]
+
+
+def read_revision(store: RevisionStore, rev: Revision) -> dict:
+    """Everything the page's "Read" section shows for ``rev``: missing pieces are left out."""
+    dvc_yaml = yaml.safe_load(store.read_text(rev, "dvc.yaml") or "") or {}
+    charts = []
+    for item in dvc_yaml.get("plots") or []:
+        if not isinstance(item, dict):
+            continue  # a bare path: no axes to draw it with
+        for title, entry in item.items():
+            entry = entry or {}
+            ys = entry.get("y") if isinstance(entry.get("y"), dict) else {}
+            files = {p: t for p in ys if (t := store.read_text(rev, p)) is not None}
+            spec = plot_spec(title, entry, files)
+            if spec:
+                charts.append(spec)
+    metrics = []
+    for path in dvc_yaml.get("metrics") or []:
+        text = store.read_text(rev, path)
+        if text is None:
+            continue
+        try:
+            flat = _flatten(json.loads(text))
+        except json.JSONDecodeError:
+            continue
+        rows = [[k, v] for k, v in flat.items() if isinstance(v, (int, float, str))]
+        metrics.append({"file": path, "rows": rows})
+    report = store.read_text(rev, "reports/report.md")
+    samples = []
+    for path in store.list_dir(rev, "samples"):
+        if not path.endswith(".jsonl"):
+            continue
+        text = store.read_text(rev, path) or ""
+        texts = []
+        for line in text.splitlines()[:SAMPLES_SHOWN]:
+            try:
+                texts.append(str(json.loads(line).get("text", ""))[:SAMPLE_CHARS])
+            except (json.JSONDecodeError, AttributeError):
+                continue
+        samples.append({"file": path, "texts": texts})
+    return {
+        "revision": rev.label,
+        "verdict": _verdict(report) if report else [],
+        "charts": charts,
+        "metrics": metrics,
+        "samples": samples,
+    }
