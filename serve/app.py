@@ -100,6 +100,10 @@ def create_app(root: str | Path = ".") -> FastAPI:
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        return Response(status_code=204)  # none: a quiet console, not a 404 per load
+
     @app.get("/static/{name}")
     def static(name: str) -> Response:
         # A fixed set of files: the name never becomes a path unless it is one of them.

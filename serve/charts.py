@@ -58,7 +58,8 @@ def plot_spec(title: str, entry: dict, files: dict[str, str]) -> dict | None:
                 xv, yv = _number(row.get(x)), _number(row.get(field))
                 if xv is None or yv is None:
                     continue
-                point = {"x": xv, "y": yv, "series": _series_name(path, field)}
+                # "i": the file's row order (temperature, step), which the line follows
+                point = {"x": xv, "y": yv, "series": _series_name(path, field), "i": len(values)}
                 for end in ("low", "high"):
                     for axis, name in (("x", x), ("y", field)):
                         v = _number(row.get(f"{name}_{end}"))
@@ -75,7 +76,13 @@ def plot_spec(title: str, entry: dict, files: dict[str, str]) -> dict | None:
     layers: list[dict] = [
         {
             "mark": {"type": "line", "point": True},
-            "encoding": {"x": enc_x, "y": enc_y, "color": color, "tooltip": [color, enc_x, enc_y]},
+            "encoding": {
+                "x": enc_x,
+                "y": enc_y,
+                "color": color,
+                "order": {"field": "i", "type": "quantitative"},
+                "tooltip": [color, enc_x, enc_y],
+            },
         }
     ]
     if entry.get("template") == "errorbars":
@@ -95,7 +102,7 @@ def plot_spec(title: str, entry: dict, files: dict[str, str]) -> dict | None:
                     }
                 )
     return {
-        "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+        "$schema": "https://vega.github.io/schema/vega-lite/v6.json",
         "title": title,
         "width": 360,
         "height": 220,
@@ -118,7 +125,14 @@ def _verdict(report: str) -> list[str]:
     match = re.search(r"^## Verdict\s*$(.*?)(?=^## |\Z)", report, re.M | re.S)
     if not match:
         return []
-    return [p.strip() for p in re.split(r"\n\s*\n|\n(?=- )", match.group(1)) if p.strip()]
+    parts = [p.strip() for p in re.split(r"\n\s*\n|\n(?=- )", match.group(1)) if p.strip()]
+    # The verdict and its bullets; the protocol's explanation after them stays in the report.
+    out = parts[:1]
+    for part in parts[1:]:
+        if not part.startswith("- "):
+            break
+        out.append(part)
+    return out
 
 
 def read_revision(store: RevisionStore, rev: Revision) -> dict:
