@@ -41,6 +41,10 @@ class ModelCache:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
+    def __len__(self) -> int:
+        """How many distinct models are loaded."""
+        return len(self._by_digest)
+
     def get(self, rev: Revision, name: str) -> Loaded:
         if name not in MODELS:
             raise UnknownModel(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")

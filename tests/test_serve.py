@@ -131,11 +131,15 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(pipeline):
+def app(pipeline):
+    return create_app(pipeline["repo"])
+
+
+@pytest.fixture(scope="module")
+def server(app):
     port = _free_port()
-    config = uvicorn.Config(
-        create_app(pipeline["repo"]), host="127.0.0.1", port=port, log_config=None
-    )
+    # log_config None: uvicorn would point logging at the stderr pytest captures, then closes.
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None)
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -215,6 +219,15 @@ def test_stream_gives_the_cli_text_and_experiments_differ(server, pipeline):
     head_lstm, _ = _generate(server, rev=pipeline["head"], model="lstm", **settings)
     assert exp_gan != head_gan, "the experiment's GAN learnt 500x faster: other weights, other text"
     assert exp_lstm == head_lstm, "the experiment did not retrain the LSTM"
+
+
+@pytest.mark.slow
+def test_models_load_once(server, pipeline, app):
+    for rev in [pipeline["head"], _exp_id(server)]:
+        for model in ["lstm", "gan"]:
+            _generate(server, rev=rev, model=model, length=5)
+    # HEAD's LSTM, HEAD's GAN, the experiment's GAN: its LSTM is HEAD's file, loaded once.
+    assert len(app.state.models) == 3
 
 
 @pytest.mark.slow
