@@ -54,11 +54,17 @@ class GenerateRequest(BaseModel):
         return value
 
 
+# Settings named as the page labels them.
+LABEL_OF = {"n": "samples", "top_k": "top-k", "top_p": "top-p", "rev": "revision"}
+
+
 def _message(err: ValidationError | RequestValidationError) -> str:
-    """One line per bad setting, named as on the page (no traceback, no pydantic jargon)."""
+    """One line per bad setting, named as on the page (no traceback)."""
     parts = []
     for e in err.errors():
-        where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("query", "body"))
+        where = ".".join(
+            LABEL_OF.get(str(p), str(p)) for p in e.get("loc", ()) if p not in ("query", "body")
+        )
         parts.append(f"{where}: {e.get('msg', 'invalid')}".removeprefix(": "))
     return "; ".join(parts) or "invalid settings"
 

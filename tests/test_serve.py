@@ -236,9 +236,9 @@ def test_bad_requests_get_one_message(server, pipeline):
         ("temperature=-1", 400, "temperature"),
         ("temperature=hot", 400, "temperature"),
         (f"length={MAX_LENGTH + 1}", 400, "length"),
-        ("n=100", 400, "n:"),
-        ("top_p=0", 400, "top_p"),
-        ("rev=..%2F..%2Fetc", 400, "rev"),
+        ("n=100", 400, "samples:"),
+        ("top_p=0", 400, "top-p"),
+        ("rev=..%2F..%2Fetc", 400, "revision"),
         ("rev=0123456789abcdef", 404, "unknown revision"),
         ("model=judge", 404, "unknown model"),
     ]
