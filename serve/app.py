@@ -85,9 +85,10 @@ def _vega_bundle() -> str:
     return vl_convert.javascript_bundle()
 
 
-def create_app(root: str | Path = ".") -> FastAPI:
-    """The app over the pipeline repository at ``root``."""
-    store = RevisionStore(root)
+def create_app(root: str | Path = ".", num_commits: int = 10) -> FastAPI:
+    """The app over the pipeline repository at ``root``, offering its workspace, its last
+    ``num_commits`` commits and their experiments."""
+    store = RevisionStore(root, num_commits)
     models = ModelCache(store)
     app = FastAPI(title="textgen", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.store, app.state.models = store, models

@@ -71,10 +71,12 @@ class RevisionStore:
         self._filesystems: dict[str, DVCFileSystem] = {}
         # DVC's repo objects are not thread-safe; requests run in a thread pool.
         self._lock = threading.RLock()
+        # Listing runs a subprocess for seconds: it must not hold up reads of files.
+        self._listing_lock = threading.Lock()
 
     def list(self) -> list[Revision]:
         """The workspace, the last ``num_commits`` commits and their experiments."""
-        with self._lock:
+        with self._listing_lock:
             if self._listing and time.monotonic() - self._listing[0] < LISTING_TTL_S:
                 return self._listing[1]
             proc = subprocess.run(
