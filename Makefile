@@ -13,7 +13,7 @@ run: setup corpus
 test: setup
 	$(BIN)/python -m pytest
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed .dvc/plots/offline.html
 
 # The lock pins every package for a repeatable install; pyproject.toml pins the direct ones.
 $(VENV)/.installed: pyproject.toml requirements.lock
@@ -23,6 +23,10 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev,serve]'
 	@touch $@
+
+# `dvc plots show` with Vega inline (.dvc/config plots.html_template): charts draw offline.
+.dvc/plots/offline.html: $(VENV)/.installed
+	$(BIN)/python -m textgen plots-template --out $@
 
 # The page (serve/): try the models, read any revision; loopback only unless HOST says otherwise.
 PORT ?= 8000

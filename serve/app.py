@@ -21,6 +21,7 @@ from serve.models import LABELS, MODELS, ModelCache, UnknownModel
 from serve.revisions import RevisionStore, UnknownRevision, as_dicts
 from textgen.config import SEED_LIMIT
 from textgen.errors import UserError
+from textgen.figures import javascript_bundle
 from textgen.sampling import Decoding, prompt_context
 
 log = logging.getLogger(__name__)
@@ -79,10 +80,7 @@ def _sse(event: str, data: dict) -> str:
 
 @lru_cache(maxsize=1)
 def _vega_bundle() -> str:
-    # vega, vega-lite and vega-embed in one script from the installed vl-convert: no CDN.
-    import vl_convert
-
-    return vl_convert.javascript_bundle()
+    return javascript_bundle()  # vega, vega-lite and vega-embed, from the installed vl-convert
 
 
 def create_app(root: str | Path = ".", num_commits: int = 10) -> FastAPI:

@@ -13,6 +13,7 @@ import re
 import yaml
 
 from serve.revisions import Revision, RevisionStore
+from textgen.figures import curve_chart
 
 SAMPLES_SHOWN = 3  # per samples/*.jsonl file
 SAMPLE_CHARS = 600  # each sample cut to this many characters
@@ -68,47 +69,13 @@ def plot_spec(title: str, entry: dict, files: dict[str, str]) -> dict | None:
                 values.append(point)
     if not values:
         return None
-    enc_x = {"field": "x", "type": "quantitative", "title": entry.get("x_label", x)}
-    enc_y = {"field": "y", "type": "quantitative", "title": entry.get("y_label", "value")}
-    enc_y["scale"] = {"zero": False}
-    enc_x["scale"] = {"zero": False}
-    color = {"field": "series", "type": "nominal", "title": None}
-    layers: list[dict] = [
-        {
-            "mark": {"type": "line", "point": True},
-            "encoding": {
-                "x": enc_x,
-                "y": enc_y,
-                "color": color,
-                "order": {"field": "i", "type": "quantitative"},
-                "tooltip": [color, enc_x, enc_y],
-            },
-        }
-    ]
-    if entry.get("template") == "errorbars":
-        for axis in ("x", "y"):
-            if any(f"{axis}_low" in v for v in values):
-                other = "y" if axis == "x" else "x"
-                layers.append(
-                    {
-                        "mark": {"type": "rule"},
-                        "transform": [{"filter": f"isValid(datum.{axis}_low)"}],
-                        "encoding": {
-                            axis: {"field": f"{axis}_low", "type": "quantitative"},
-                            f"{axis}2": {"field": f"{axis}_high"},
-                            other: {"field": other, "type": "quantitative"},
-                            "color": color,
-                        },
-                    }
-                )
-    return {
-        "$schema": "https://vega.github.io/schema/vega-lite/v6.json",
-        "title": title,
-        "width": 360,
-        "height": 220,
-        "data": {"values": values},
-        "layer": layers,
-    }
+    return curve_chart(
+        title,
+        values,
+        entry.get("x_label", x),
+        entry.get("y_label", "value"),
+        errorbars=entry.get("template") == "errorbars",
+    )
 
 
 def _flatten(data: object, prefix: str = "") -> dict[str, object]:

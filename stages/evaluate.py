@@ -1,4 +1,5 @@
-"""evaluate: both models on equal terms -> metrics/evaluate.json, plots/sweep/, reports/report.md.
+"""evaluate: both models on equal terms -> metrics/evaluate.json, plots/sweep/, reports/ (report.md
+and its quality-diversity charts).
 
 Per model: held-out likelihood, and the quality and diversity of the `sample` stage's samples;
 then a temperature sweep of both, and the verdict from their quality-diversity curves, with
@@ -17,7 +18,6 @@ from textgen.artifacts import (
     load_vocab,
     read_jsonl,
     write_json,
-    write_text_atomic,
 )
 from textgen.backend import keras
 from textgen.errors import UserError, exit_on_user_error
@@ -33,7 +33,7 @@ from textgen.evaluation import (
 )
 from textgen.lstm import heldout_nll, lstm_layers
 from textgen.metrics import likelihood_metrics
-from textgen.report import render_report
+from textgen.report import curve_figures, render_report, write_report
 from textgen.sampling import prompt_context
 from textgen.seeding import derive_seed, seed_everything
 from textgen.vocab import Vocabulary
@@ -101,7 +101,8 @@ def main() -> None:
     report = render_report(
         metrics, sweeps, comparisons, answer, LABELS, setting, describe_judge(judge)
     )
-    write_text_atomic("reports/report.md", report)
+    points = {name: sweep.points for name, sweep in sweeps.items()}
+    write_report("reports", report, curve_figures(points, CRITERIA, LABELS))
     print(answer)
     print(f"evaluate: {time.perf_counter() - start:.0f} s -> metrics/, plots/sweep/, reports/")
 

@@ -1,5 +1,5 @@
 """evaluate (oracle benchmark): both models against the oracle -> metrics/evaluate.json,
-plots/sweep/, reports/report.md.
+plots/sweep/, reports/ (report.md and its quality-diversity chart).
 
 ``nll_oracle``: the oracle's NLL of a model's samples (quality, exact); ``nll_test``: the
 model's NLL of held-out oracle sequences (coverage); both over ``evaluate.temperatures``, with
@@ -8,11 +8,11 @@ model's NLL of held-out oracle sequences (coverage); both over ``evaluate.temper
 
 from _common import LABELS, MODELS, ORACLE, PREPARED, stage_params
 
-from textgen.artifacts import atomic_dir, load_model, load_tokens, write_json, write_text_atomic
+from textgen.artifacts import atomic_dir, load_model, load_tokens, write_json
 from textgen.errors import UserError, exit_on_user_error
 from textgen.evaluation import RESAMPLING, Criterion, compare_curves, comparison_metrics, verdict
 from textgen.oracle import oracle_sweep
-from textgen.report import render_oracle_report
+from textgen.report import curve_figures, render_oracle_report, write_report
 from textgen.seeding import derive_seed, seed_everything
 
 ORACLE_CRITERION = Criterion(
@@ -58,7 +58,7 @@ def main() -> None:
     write_json("metrics/evaluate.json", metrics)
     points = {name: sweep.points for name, sweep in sweeps.items()}
     report = render_oracle_report(metrics, points, comparison, answer, LABELS)
-    write_text_atomic("reports/report.md", report)
+    write_report("reports", report, curve_figures(points, [ORACLE_CRITERION], LABELS))
     print(answer)
 
 

@@ -27,19 +27,19 @@ def main() -> None:
     train_ids, val_ids = (
         load_tokens(PREPARED / f"{split}.npy", len(vocab)) for split in ["train", "val"]
     )
+    # One scope for the model, its optimizer and its training (strategy none: no scope).
     with scope(strategy):
         model = build_model(len(vocab), p)
-    print(f"judge: {p.layers} x {p.hidden} LSTM, {model.count_params():,} parameters")
-    run_dir = checkpoint_dir(
-        "train_judge",
-        p.model_dump_json(),
-        [PREPARED / "train.npy", PREPARED / "val.npy", PREPARED / "vocab.json", Path(__file__)],
-    )
-    try:
-        with scope(strategy):
+        print(f"judge: {p.layers} x {p.hidden} LSTM, {model.count_params():,} parameters")
+        run_dir = checkpoint_dir(
+            "train_judge",
+            p.model_dump_json(),
+            [PREPARED / "train.npy", PREPARED / "val.npy", PREPARED / "vocab.json", Path(__file__)],
+        )
+        try:
             result = train(model, train_ids, val_ids, p, p.seed, checkpoint_dir=run_dir)
-    except ValueError as err:  # data too small for the window/batch settings
-        raise UserError(f"judge: {err}; lower judge.seq_len or judge.batch_size") from None
+        except ValueError as err:  # data too small for the window/batch settings
+            raise UserError(f"judge: {err}; lower judge.seq_len or judge.batch_size") from None
     if not is_chief(strategy):
         print("judge: trained; worker 0 (the chief) writes the outputs")
         return

@@ -25,21 +25,21 @@ def main() -> None:
         load_tokens(PREPARED / f"{split}.npy", len(vocab)) for split in ["train", "val"]
     )
 
+    # One scope for the model, its optimizer and its training (strategy none: no scope).
     with scope(strategy):
         model = build_model(len(vocab), p)
-    print(f"LSTM language model: {model.count_params():,} parameters, vocabulary {len(vocab)}")
-    # A killed run resumes from its last finished epoch: the whole training state is saved
-    # after each, outside the stage's outputs (which DVC deletes before a run).
-    run_dir = checkpoint_dir(
-        "train_lstm",
-        f"{params.seed} {p.model_dump_json()}",
-        [PREPARED / "train.npy", PREPARED / "val.npy", PREPARED / "vocab.json", Path(__file__)],
-    )
-    try:
-        with scope(strategy):
+        print(f"LSTM language model: {model.count_params():,} parameters, vocabulary {len(vocab)}")
+        # A killed run resumes from its last finished epoch: the whole training state is saved
+        # after each, outside the stage's outputs (which DVC deletes before a run).
+        run_dir = checkpoint_dir(
+            "train_lstm",
+            f"{params.seed} {p.model_dump_json()}",
+            [PREPARED / "train.npy", PREPARED / "val.npy", PREPARED / "vocab.json", Path(__file__)],
+        )
+        try:
             result = train(model, train_ids, val_ids, p, params.seed, checkpoint_dir=run_dir)
-    except ValueError as err:  # data too small for the window/batch settings
-        raise UserError(f"lstm: {err}; lower lstm.seq_len or lstm.batch_size") from None
+        except ValueError as err:  # data too small for the window/batch settings
+            raise UserError(f"lstm: {err}; lower lstm.seq_len or lstm.batch_size") from None
     if not is_chief(strategy):
         print("lstm: trained; worker 0 (the chief) writes the outputs")
         return

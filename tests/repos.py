@@ -151,8 +151,14 @@ def make_repo(path: Path, params: dict = TINY_PARAMS) -> Path:
 def init_repo(repo: Path) -> Path:
     """A git repository with DVC set up, everything committed on ``main``."""
     run("git init -q -b main && dvc init -q && dvc config core.analytics false", repo)
-    # The plots' custom templates live in .dvc/plots/, which `dvc init` does not make.
-    shutil.copytree(ROOT / ".dvc/plots", repo / ".dvc/plots", dirs_exist_ok=True)
+    # The plots' custom templates live in .dvc/plots/, which `dvc init` does not make (the
+    # offline HTML template is a set-up result, not part of the project).
+    shutil.copytree(
+        ROOT / ".dvc/plots",
+        repo / ".dvc/plots",
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("offline.html"),
+    )
     run("git add -A && git commit -qm base", repo)
     return repo
 

@@ -10,7 +10,19 @@ ROOT = Path(__file__).resolve().parents[1]
 # Bottom to top (docs/architecture.md draws the same picture).
 LAYERS = [
     ("foundation", {"errors", "backend", "config", "seeding", "tracking"}),
-    ("data", {"vocab", "corpus", "artifacts", "datasets", "metrics", "checkpoints", "distribute"}),
+    (
+        "data",
+        {
+            "vocab",
+            "corpus",
+            "artifacts",
+            "datasets",
+            "metrics",
+            "checkpoints",
+            "distribute",
+            "figures",
+        },
+    ),
     ("model", {"lstm"}),
     ("generation", {"sampling"}),
     ("training and evaluation", {"gan", "evaluation", "oracle", "report"}),

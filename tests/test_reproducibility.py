@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
+from tests.browser import chromium
 from tests.repos import (
     EVALUATE_KEYS,
     METRIC_KEYS,
@@ -77,6 +78,8 @@ def test_pipeline_outputs_metrics_and_plots(team):
         "dvclive/train_gan/plots/metrics/d_accuracy_real.tsv",
         "plots/sweep/lstm.json",
         "reports/report.md",
+        "reports/quality_diversity_bleu.svg",
+        "reports/quality_diversity_lm.svg",
     ]:
         assert (repo / out).is_file(), out
     assert not list((repo / "checkpoints/train_lstm").glob("*")), "a finished run keeps no backup"
@@ -97,6 +100,10 @@ def test_pipeline_outputs_metrics_and_plots(team):
     assert set(compare) == {"bleu", "lm"}
     report = (repo / "reports/report.md").read_text()
     assert "## Verdict" in report and "## Temperature sweep" in report
+    for chart in ["quality_diversity_bleu.svg", "quality_diversity_lm.svg"]:
+        assert f"]({chart})" in report, "the report links its charts"
+        svg = (repo / "reports" / chart).read_text()
+        assert svg.startswith("<svg") and "LSTM (MLE)" in svg and "T=0.7" in svg
     assert report.count("```text") == 2 * 2  # 2 models x 2 temperatures x 1 sample
     assert metrics["metrics/lstm.json"]["val_nll_nats"] < np.log(
         metrics["metrics/prepare.json"]["vocab_size"]
@@ -251,3 +258,23 @@ def test_clone_sharing_an_environment_runs_its_own_library(tmp_path):
     assert corpus.read_text() != original
     run(f"{sys.executable} stages/prepare.py", repo)
     assert json.loads((repo / "metrics/prepare.json").read_text())["code_mark"] == 1
+
+
+def test_dvc_plots_show_draws_every_chart_offline(team, tmp_path):
+    """`dvc plots show` with the set-up template: no script from a CDN, and every chart of
+    dvc.yaml drawn by headless Chromium from the file alone (this machine has no network)."""
+    repo = team / "a"
+    template = tmp_path / "offline.html"
+    run(f"{sys.executable} -m textgen plots-template --out {template}", repo)
+    run(f"dvc plots show --html-template {template} -o {tmp_path / 'plots'}", repo)
+    html = (tmp_path / "plots/index.html").read_text(encoding="utf-8")
+    assert not re.search(r"<script[^>]*\bsrc=", html), "no script is fetched"
+    charts = html.count("vegaEmbed('#")
+    assert charts == len(yaml.safe_load((repo / "dvc.yaml").read_text())["plots"])
+    with chromium(1200, 3000) as driver:
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        driver.get((tmp_path / "plots/index.html").as_uri())
+        drawn = "return document.querySelectorAll('svg.marks, canvas.marks').length"
+        WebDriverWait(driver, 60).until(lambda d: d.execute_script(drawn) == charts)
+        driver.save_screenshot(str(tmp_path / "dvc_plots.png"))

@@ -5,7 +5,6 @@ concurrency) and the page itself in headless Chromium."""
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import uvicorn
 from serve.app import MAX_LENGTH, GenerateRequest, create_app
 from serve.charts import _verdict, plot_spec
 from serve.revisions import parse_exp_show
+from tests.browser import chromium
 from tests.repos import init_repo, make_repo, run
 
 # --- no repository needed ------------------------------------------------------------------
@@ -278,39 +278,14 @@ def test_read_gives_charts_and_metrics(server, pipeline):
 
 # --- the page in a real browser ----------------------------------------------------------
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-
-
-def _browser_missing() -> str | None:
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium is not installed"
-    for path in (CHROMIUM, CHROMEDRIVER):
-        if not Path(path).exists():
-            return f"{path} not found (apt-get install -y chromium chromium-driver)"
-    return None
-
 
 @pytest.mark.slow
 def test_page_in_headless_chromium(server, pipeline, tmp_path):
-    missing = _browser_missing()
-    if missing:
-        pytest.skip(f"no browser: {missing}")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select, WebDriverWait
+    with chromium() as driver:
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import Select, WebDriverWait
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"]:
-        options.add_argument(arg)
-    options.add_argument("--window-size=1400,1800")
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    wait = WebDriverWait(driver, 120)
-    try:
+        wait = WebDriverWait(driver, 120)
         driver.get(server + "/")
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#revision option")) >= 3)
         field = driver.find_element(By.ID, "prompt")
@@ -343,8 +318,6 @@ def test_page_in_headless_chromium(server, pipeline, tmp_path):
         assert "temperature" in message and "Traceback" not in message
         driver.save_screenshot(str(tmp_path / "page.png"))
         assert (tmp_path / "page.png").stat().st_size > 0
-    finally:
-        driver.quit()
 
 
 def test_serve_refuses_a_folder_without_dvc_yaml(tmp_path):

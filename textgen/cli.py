@@ -1,4 +1,5 @@
-"""Command line: ``python -m textgen generate ...`` and ``python -m textgen fetch-corpus``."""
+"""Command line: ``python -m textgen generate ...``, ``python -m textgen fetch-corpus`` and
+``python -m textgen plots-template``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 from textgen.errors import UserError, configure_logging, exit_on_user_error
 
 BUILTIN_DEST = Path("data/raw/shakespeare")
+# Where .dvc/config's plots.html_template points (a path relative to .dvc/).
+PLOTS_TEMPLATE = Path(".dvc/plots/offline.html")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,6 +46,16 @@ def _parser() -> argparse.ArgumentParser:
         default=Path("params.yaml"),
         help="fetch only if this file's data.corpus uses the built-in corpus",
     )
+
+    template = sub.add_parser(
+        "plots-template",
+        help="write the HTML template `dvc plots show` uses, with Vega inline (offline charts)",
+        description="Write an HTML template for `dvc plots show` (.dvc/config: "
+        "plots.html_template) that carries vega, vega-lite and vega-embed inline, from the "
+        "installed vl-convert, instead of DVC's links to a public CDN: the charts then draw "
+        "without network. `make setup` runs this.",
+    )
+    template.add_argument("--out", type=Path, default=PLOTS_TEMPLATE)
     return parser
 
 
@@ -67,6 +80,17 @@ def _run(args: argparse.Namespace) -> None:
         except OSError as err:  # a folder it cannot write, a full disk: the user can fix those
             raise UserError(f"fetch-corpus: {err}") from None
         print(f"built-in corpus ready in {dest}")
+        return
+
+    if args.command == "plots-template":
+        from textgen.artifacts import write_text_atomic
+        from textgen.figures import offline_plots_template
+
+        try:
+            write_text_atomic(args.out, offline_plots_template())
+        except OSError as err:
+            raise UserError(f"plots-template: {err}") from None
+        print(f"wrote {args.out} (dvc plots show: charts drawn offline)")
         return
 
     from textgen.artifacts import load_model

@@ -90,7 +90,6 @@ def fit(
     validation_data: tf.data.Dataset,
     callbacks: list[keras.callbacks.Callback],
     verbose: int,
-    shuffle: bool = False,  # accepted as fit accepts it: the dataset shuffles itself
 ) -> keras.callbacks.History:
     """``model.fit`` for a model compiled under a multi-worker strategy (see the module note).
 

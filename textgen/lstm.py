@@ -292,7 +292,9 @@ def train(
         verbose=int(verbose != 0),
     )
     own_loop = distribute.needs_own_loop(model.distribute_strategy)
-    fit = partial(distribute.fit, model) if own_loop else model.fit
+    # Keras' fit: shuffle=False (a dataset shuffles its own windows, reproducibly; True would
+    # only warn that it is ignored). Our loop has no such setting.
+    fit = partial(distribute.fit, model) if own_loop else partial(model.fit, shuffle=False)
     saved = [Checkpoint(checkpoint_dir, model, [stop])] if checkpoint_dir and not own_loop else []
     first_epoch = saved[0].initial_epoch(p.epochs) if saved else 0
     if first_epoch:
@@ -308,7 +310,6 @@ def train(
         steps_per_epoch=steps_per_epoch,
         validation_data=val,
         callbacks=[stop, *saved, *callbacks],  # the checkpoint saves what stop did
-        shuffle=False,  # the dataset shuffles windows itself, reproducibly
         verbose=verbose,
     )
     seconds = time.perf_counter() - start

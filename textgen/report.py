@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from textgen.evaluation import BOOTSTRAP_REPLICATES, Comparison, Sweep, describe
+from collections.abc import Sequence
+from pathlib import Path
+
+from textgen.artifacts import atomic_dir
+from textgen.evaluation import BOOTSTRAP_REPLICATES, Comparison, Criterion, Sweep, describe
+from textgen.figures import sweep_chart, write_svg
 
 # metric -> (what it measures, whether higher is better); None: no better direction.
 METRICS: dict[str, tuple[str, bool | None]] = {
@@ -62,7 +67,7 @@ def render_report(
     out = [
         f"# Which generator is better here: {' or '.join(labels[n] for n in names)}?",
         "",
-        "Written by the `evaluate` stage (`dvc repro`); the curves are in `dvc plots show`.",
+        "Written by the `evaluate` stage (`dvc repro`); every chart is in `dvc plots show`.",
         "",
         "## Verdict",
         "",
@@ -70,6 +75,7 @@ def render_report(
         "",
         *[f"- {describe(c, labels)}" for c in comparisons],
         "",
+        *figure_links([c.criterion for c in comparisons]),
         "A model is only better if it is more diverse *at equal quality*: lowering the "
         "sampling temperature buys any model quality at the price of diversity, so single "
         "points say little (Caccia et al., *Language GANs Falling Short*). Each model is "
@@ -124,6 +130,53 @@ def render_report(
                     "",
                 ]
     return "\n".join(out)
+
+
+def figure_name(criterion: Criterion) -> str:
+    """The file, beside the report, of ``criterion``'s quality-diversity chart."""
+    return f"quality_diversity_{criterion.name}.svg"
+
+
+def figure_title(criterion: Criterion) -> str:
+    return f"Quality vs diversity: {criterion.quality_label} against {criterion.diversity_label}"
+
+
+def figure_links(criteria: Sequence[Criterion]) -> list[str]:
+    """The report's Markdown for its charts (relative links: they render on a code host)."""
+    return [line for c in criteria for line in (f"![{figure_title(c)}]({figure_name(c)})", "")]
+
+
+def curve_figures(
+    sweeps: dict[str, list[dict[str, float]]],
+    criteria: Sequence[Criterion],
+    labels: dict[str, str],
+) -> dict[str, dict]:
+    """The report's charts: file name -> Vega-Lite spec, one per criterion, with every model's
+    sweep (``plots/sweep/*.json`` points) as a curve of quality against diversity."""
+
+    def axis(label: str, higher: bool, good: str) -> str:
+        return f"{label} ({'higher' if higher else 'lower'} = {good})"
+
+    curves = {labels[name]: points for name, points in sweeps.items()}
+    return {
+        figure_name(c): sweep_chart(
+            figure_title(c),
+            curves,
+            x=c.diversity,
+            y=c.quality,
+            x_title=axis(c.diversity_label, c.diversity_higher_is_better, "more diverse"),
+            y_title=axis(c.quality_label, c.quality_higher_is_better, "better"),
+        )
+        for c in criteria
+    }
+
+
+def write_report(folder: str | Path, text: str, figures: dict[str, dict]) -> None:
+    """``folder``/report.md and its charts (``curve_figures``) as SVG: all of them or none."""
+    with atomic_dir(folder) as tmp:
+        for filename, spec in figures.items():
+            write_svg(spec, tmp / filename)
+        (tmp / "report.md").write_text(text, encoding="utf-8")
 
 
 def _capital(text: str) -> str:
@@ -195,6 +248,7 @@ def render_oracle_report(
         "",
         f"- {describe(comparison, labels)}",
         "",
+        *figure_links([comparison.criterion]),
         "## At temperature 1",
         "",
         "| model | NLL oracle | NLL test |",
