@@ -5,13 +5,20 @@ BIN    := $(VENV)/bin
 # dvc.yaml runs `python stages/...`: that must be the environment's python.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test setup corpus lint bench clean pipeline-ci same-outputs serve
+.PHONY: run test check setup corpus lint bench clean pipeline-ci same-outputs serve
 
 run: setup corpus
 	$(BIN)/dvc repro
 
+# One worker per core; a module's tests stay on one worker (see tests/conftest.py).
+PYTEST := $(BIN)/python -m pytest -n auto --dist loadgroup
+
 test: setup
-	$(BIN)/python -m pytest
+	$(PYTEST)
+
+# The inner loop: lint, then every test but the end-to-end pipeline runs (marked slow).
+check: lint
+	$(PYTEST) -m "not slow" -q
 
 setup: $(VENV)/.installed .dvc/plots/offline.html
 
@@ -48,6 +55,7 @@ same-outputs: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench: setup
 	$(BIN)/python bench/sampler.py

@@ -17,8 +17,9 @@ import numpy as np
 
 from textgen.backend import keras, tf
 from textgen.config import load_params
-from textgen.gan import Conditions, TextGAN, build_discriminator, copy_model
-from textgen.lstm import build_model
+from textgen.discriminator import build_discriminator
+from textgen.gan import Conditions, build_gan
+from textgen.model import build_model, copy_model
 from textgen.seeding import seed_everything
 
 
@@ -42,9 +43,8 @@ def main() -> None:
 
     seed_everything(0)
     shipped = load_params("params.yaml")  # every other setting as the pipeline has it
-    lm = build_model(
-        args.vocab, shipped.lstm.model_copy(update={"hidden": args.hidden, "layers": args.layers})
-    )
+    size = shipped.lstm.architecture | {"hidden": args.hidden, "layers": args.layers}
+    lm = build_model(args.vocab, **size)
     rng = np.random.default_rng(0)
     x = tf.constant(rng.integers(1, args.vocab, (args.batch, args.seq_len)), tf.int32)
     y = tf.constant(rng.integers(1, args.vocab, (args.batch, args.seq_len)), tf.int32)
@@ -60,11 +60,16 @@ def main() -> None:
         update = {"algorithm": algorithm, "seq_len": args.seq_len, "batch_size": args.batch}
         p = shipped.gan.model_copy(update=update)
         conditions = Conditions(args.seq_len, args.vocab)
-        gan = TextGAN(copy_model(lm), build_discriminator(args.vocab, p), p, 0, conditions)
-        gan.compile(keras.optimizers.Adam(1e-4), keras.optimizers.Adam(1e-4))
-        gan.beta.assign(10.0)
+        gan = build_gan(
+            p,
+            copy_model(lm),
+            build_discriminator(args.vocab, **p.discriminator_args),
+            conditions,
+            0,
+        )
+        gan.start_step(p.steps // 2)  # mid-run settings (the relaxation's beta)
         # Compiled as fit compiles them (one function per update kind).
-        g_compiled = tf.function(lambda seed, gan=gan: gan.g_step(x, y, seed))
+        g_compiled = tf.function(lambda seed, gan=gan: gan.g_step(x, y, tf.ones(y.shape), seed))
         d_compiled = tf.function(lambda seed, gan=gan: gan.d_step(x[:, :1], y, seed))
 
         def g_step(i, g_compiled=g_compiled):

@@ -1,8 +1,8 @@
 """GPU check: LSTM training throughput fp32 vs. mixed_float16 / mixed_bfloat16, cuDNN or not.
 
-The project's own model (``textgen.lstm.build_model`` with params.yaml's ``lstm`` section) is
+The project's own model (``textgen.model.build_model`` with params.yaml's ``lstm`` section) is
 trained by ``model.fit`` (Adam, sparse cross-entropy on logits) once per dtype policy, a fresh
-model each, on the same batches: ``window_dataset`` over one seeded Zipf-skewed int32 token
+model each, on the same batches: ``StreamSource.batches`` over one seeded Zipf-skewed int32 token
 stream. A callback times from the start of the first step after the warm-up to the end of the
 last. Per contender it reports tokens/s, the ratio to fp32 in this run (absolute figures across
 runs are noise), Keras' mean training loss over the epoch (mixed precision should land near
@@ -22,8 +22,9 @@ from train import StepTimer  # bench/train.py: a script's own folder is on sys.p
 
 from textgen.backend import keras, tf
 from textgen.config import load_params
-from textgen.lstm import build_model, lstm_layers, window_dataset
+from textgen.model import build_model, lstm_layers
 from textgen.seeding import seed_everything
+from textgen.sources import StreamSource
 
 POLICIES = ["float32", "mixed_float16", "mixed_bfloat16"]
 
@@ -124,7 +125,7 @@ def main() -> None:
         # fp16/bf16, and the loss casts them to float32 before the softmax.
         keras.config.set_dtype_policy(policy)
         try:
-            model = build_model(args.vocab, p)
+            model = build_model(args.vocab, **p.architecture)
         finally:
             keras.config.set_dtype_policy("float32")
         if not checked:  # the same layers for every policy
@@ -138,7 +139,7 @@ def main() -> None:
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         model.compile(keras.optimizers.Adam(), loss)
         scaled = isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
-        ds, _ = window_dataset(tokens, seq_len, batch, seed, n_steps)
+        ds = StreamSource(tokens).batches(batch, seq_len, seed, n_steps)
         timer = StepTimer(warmup, steps)
         fit = {"epochs": 1, "steps_per_epoch": n_steps, "shuffle": False, "verbose": 0}
         try:

@@ -102,7 +102,7 @@ def main() -> None:
         "test_fraction": args.held_out,
     }
     params["lstm"] |= {"epochs": 1, "steps_per_epoch": args.steps, "warmup_steps": 0}
-    base, _, _ = peak_rss_mb([python, "-c", "import textgen.artifacts, textgen.lstm"], ROOT)
+    base, _, _ = peak_rss_mb([python, "-c", "import textgen.artifacts, textgen.model"], ROOT)
     print(f"importing the library (TensorFlow, Keras): {base:,.0f} MB peak resident memory")
     header = (
         f"{'corpus':>16}  {'prepare MB':>10}  {'s':>5}  {'train MB':>9}  {'s':>5}"

@@ -2,7 +2,7 @@
 
 On nanoGPT's split of a character corpus (tinyshakespeare by default: the first 90% trains, the
 last 10% is held out), two models of the same size train one after the other in one run, each
-for the same wall-clock budget (``--budget-s``): textgen's LSTM through ``textgen.lstm.train``
+for the same wall-clock budget (``--budget-s``): textgen's LSTM through ``textgen.training.train``
 (its dataset, warm-up + cosine schedule, clipping, early stopping on a validation subset) and a
 plain Keras ``Sequential`` LSTM (Adam at Keras' defaults, constant learning rate) on the same
 batches. Each run's number of steps comes from its own rate, measured on a throwaway copy first
@@ -11,7 +11,7 @@ Validation time is outside the clock for both.
 
 The held-out NLL is scored as nanoGPT scores it (every position of independent 256-character
 windows, mean nats per character) and, for textgen's model, also with the LSTM state carried
-through the whole text (``textgen.lstm.stream_nll``). The curve (validation NLL on an eighth of
+through the whole text (``textgen.scoring.heldout``). The curve (validation NLL on an eighth of
 the held-out windows against training seconds) is written as JSON records for DVC:
 ``dvc plots show bench-quality.json -x seconds -y nll``.
 
@@ -29,40 +29,38 @@ import yaml
 
 from textgen.backend import keras, tf
 from textgen.config import LSTMParams, load_params
-from textgen.lstm import build_model, eval_dataset, stream_nll, train, window_dataset
+from textgen.model import build_model
+from textgen.scoring import heldout_nll, score
 from textgen.seeding import seed_everything
+from textgen.sources import StreamSource
+from textgen.training import Validation, train
 from textgen.vocab import Vocabulary
 
 ROOT = Path(__file__).resolve().parents[1]
 NANOGPT_WINDOW = 256  # nanoGPT's block_size for shakespeare_char
+OUT_NAME = "bench-quality.json"  # the curve's file name, also inside an --out folder
 
 
 class Clock(keras.callbacks.Callback):
-    """Training seconds with validation left out; stops training once they pass ``budget``, and
-    records the validation loss at every epoch's end against them."""
+    """Training seconds (each epoch's, from its start to its last batch: validation and the
+    other end-of-epoch work left out); stops training once they pass ``budget``, and records
+    the validation loss at every epoch's end against them."""
 
     def __init__(self, budget: float) -> None:
         super().__init__()
-        self.budget, self.curve = budget, []
+        self.budget, self.curve, self.done = budget, [], 0.0
 
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        self.start, self.paused = time.perf_counter(), 0.0
-
-    def seconds(self) -> float:
-        return time.perf_counter() - self.start - self.paused
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch_start, self.in_epoch = time.perf_counter(), 0.0
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        if self.seconds() >= self.budget:
+        self.in_epoch = time.perf_counter() - self.epoch_start
+        if self.done + self.in_epoch >= self.budget:
             self.model.stop_training = True
 
-    def on_test_begin(self, logs: dict | None = None) -> None:
-        self.pause_start = time.perf_counter()
-
-    def on_test_end(self, logs: dict | None = None) -> None:
-        self.paused += time.perf_counter() - self.pause_start
-
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.curve.append({"seconds": round(self.seconds(), 1), "nll": float(logs["val_loss"])})
+        self.done += self.in_epoch
+        self.curve.append({"seconds": round(self.done, 1), "nll": float(logs["val_loss"])})
 
 
 def plain_model(vocab: int, p: LSTMParams) -> keras.Model:
@@ -89,12 +87,7 @@ def steps_per_second(build, fit_steps, probe_steps: int) -> float:
 def windows_nll(model: keras.Model, tokens: np.ndarray, batch: int = 64) -> float:
     """Mean NLL over every position of independent windows of 256 (nanoGPT's estimate_loss,
     on all the windows instead of random ones)."""
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")
-    total = count = 0.0
-    for x, y in eval_dataset(tokens, NANOGPT_WINDOW, batch):
-        total += float(loss(y, model(x, training=False)))
-        count += int(tf.size(y))
-    return total / count
+    return score(model, StreamSource(tokens).validation_layout(NANOGPT_WINDOW), batch).value
 
 
 def main() -> None:
@@ -109,8 +102,17 @@ def main() -> None:
     parser.add_argument("--probe-steps", type=int, default=20)
     parser.add_argument("--curve-points", type=int, default=10)
     parser.add_argument("--no-baseline", action="store_true")
-    parser.add_argument("--out", type=Path, default=Path("bench-quality.json"))
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(OUT_NAME),
+        help=f"the curve's JSON file, or a folder to write {OUT_NAME} in (checked before training)",
+    )
     args = parser.parse_args()
+    # Checked now: the curve is written after minutes of training.
+    out = args.out / OUT_NAME if args.out.is_dir() else args.out
+    if not out.parent.is_dir():
+        parser.error(f"--out: the folder {out.parent} does not exist")
 
     tf.get_logger().setLevel("ERROR")
     if not args.corpus.is_file():
@@ -122,7 +124,7 @@ def main() -> None:
     cut = int(len(text) * 0.9)
     vocab = Vocabulary.from_text(text[:cut])
     train_ids, val_ids = vocab.encode(text[:cut]), vocab.encode(text[cut:])
-    curve_ids = val_ids[: len(val_ids) // 8]
+    source, curve = StreamSource(train_ids), StreamSource(val_ids[: len(val_ids) // 8])
     overrides = dict(item.split("=", 1) for item in args.set)
     p = load_params(ROOT / "params.yaml").lstm.model_copy(
         update={key: yaml.safe_load(value) for key, value in overrides.items()}
@@ -140,17 +142,18 @@ def main() -> None:
     def ours(model: keras.Model, steps: int, callbacks: list, epochs: int = 0) -> None:
         epochs = epochs or min(args.curve_points, steps)
         q = p.model_copy(update={"epochs": epochs, "steps_per_epoch": max(steps // epochs, 1)})
-        train(model, train_ids, curve_ids, q, seed, callbacks=callbacks, verbose=0)
+        train(model, source, curve, q, seed, callbacks=callbacks, verbose=0)
 
     def plain(model: keras.Model, steps: int, callbacks: list, epochs: int = 0) -> None:
         epochs = epochs or min(args.curve_points, steps)
-        ds, _ = window_dataset(train_ids, p.seq_len, p.batch_size, seed, max(steps // epochs, 1))
+        ds = source.batches(p.batch_size, p.seq_len, seed, max(steps // epochs, 1))
         model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        val = eval_dataset(curve_ids, p.seq_len, p.eval_batch_size)
+        # Validated as train() validates, by the same scorer on the same windows.
+        val = Validation(curve.validation_layout(p.seq_len), p.eval_batch_size)
         fit = {"epochs": epochs, "steps_per_epoch": max(steps // epochs, 1), "verbose": 0}
-        model.fit(ds, validation_data=val, callbacks=callbacks, shuffle=False, **fit)
+        model.fit(ds, callbacks=[val, *callbacks], shuffle=False, **fit)
 
-    contenders = [("textgen", lambda: build_model(len(vocab), p), ours)]
+    contenders = [("textgen", lambda: build_model(len(vocab), **p.architecture), ours)]
     if not args.no_baseline:
         contenders.append(("plain Keras", lambda: plain_model(len(vocab), p), plain))
     records, rows = [], []
@@ -161,7 +164,8 @@ def main() -> None:
         model, clock = build(), Clock(args.budget_s)
         fit_steps(model, steps, [clock])
         nll = windows_nll(model, val_ids)
-        carried = stream_nll(model, val_ids, 64) if name == "textgen" else float("nan")
+        held_out = StreamSource(val_ids)
+        carried = heldout_nll(model, held_out, 64) if name == "textgen" else float("nan")
         rows.append((name, rate, steps, clock.curve[-1]["seconds"], nll, carried))
         records += [{"model": name, **point} for point in clock.curve]
         print(f"{name}: {clock.curve}", flush=True)
@@ -172,8 +176,8 @@ def main() -> None:
     )
     for name, rate, steps, seconds, nll, carried in rows:
         print(f"{name:<12} {rate:>8.2f} {steps:>6} {seconds:>8.0f} {nll:>18.4f} {carried:>20.4f}")
-    args.out.write_text(json.dumps(records, indent=1) + "\n")
-    print(f"curve: {args.out} (dvc plots show {args.out} -x seconds -y nll)")
+    out.write_text(json.dumps(records, indent=1) + "\n")
+    print(f"curve: {out} (dvc plots show {out} -x seconds -y nll)")
 
 
 if __name__ == "__main__":

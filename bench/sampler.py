@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from textgen.config import load_params
-from textgen.lstm import build_model
+from textgen.model import build_model
 from textgen.sampling import Decoding, Sampler
 from textgen.seeding import seed_everything
 
@@ -40,9 +40,8 @@ def main() -> None:
 
     seed_everything(0)
     shipped = load_params("params.yaml").lstm  # every other setting as the pipeline has it
-    model = build_model(
-        args.vocab, shipped.model_copy(update={"hidden": args.hidden, "layers": args.layers})
-    )
+    size = shipped.architecture | {"hidden": args.hidden, "layers": args.layers}
+    model = build_model(args.vocab, **size)
     prompt = np.array([1, 2, 3], np.int32)
 
     sampler = Sampler(model)

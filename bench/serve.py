@@ -6,9 +6,16 @@ trained models (default: this checkout, after `make run`), warms the model cache
 request loads and compiles), then measures. A stream's tokens/s counts from its first token
 to its last, so loading and queueing show in the time to first token only. The baseline,
 in the same run: the same sample drawn in-process by ``Sampler.generate`` in one call (no
-server, no chunks), so the ratio is what streaming over HTTP costs.
+server, no chunks), so the ratio is what streaming over HTTP costs; beside it
+``Sampler.stream`` in-process, with chunks that grow (what the page gets) and with every
+chunk as small as the first (the schedule before chunks grew).
+
+Without a trained model (no ``models/lstm.keras`` before `make run`), ``--fresh`` measures
+an untrained LSTM of ``params.yaml``'s size in a scratch repository: speed does not depend on
+the weights.
 
     .venv/bin/python bench/serve.py [--root .] [--rev workspace] [--model lstm] [--length 400]
+        [--fresh] [--chunk 8] [--max-chunk 128]
 """
 
 from __future__ import annotations
@@ -17,7 +24,10 @@ import argparse
 import json
 import socket
 import statistics
+import string
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -32,8 +42,13 @@ import uvicorn
 import serve.app
 from serve.app import create_app
 from serve.models import MODELS
-from textgen.artifacts import load_model
-from textgen.sampling import Decoding, prompt_context, sampler_for
+from textgen.artifacts import load_model, save_model
+from textgen.config import load_params
+from textgen.model import build_model
+from textgen.sampling import MAX_CHUNK, Decoding, prompt_context, sampler_for
+from textgen.vocab import Vocabulary
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def stream(base: str, params: dict) -> dict:
@@ -63,16 +78,22 @@ def run(base: str, clients: int, params: dict) -> list[dict]:
         return list(pool.map(lambda i: stream(base, {**params, "seed": i}), range(clients)))
 
 
-def in_process_rates(root: Path, model: str, length: int, chunk: int) -> tuple[float, float]:
+def in_process_rates(
+    root: Path, model: str, length: int, chunk: int, max_chunk: int
+) -> dict[str, float]:
     """Tokens/s (median of 3) of one sample drawn in-process, no server: by one
-    ``Sampler.generate`` call, and by ``Sampler.stream`` in chunks of ``chunk`` steps."""
+    ``Sampler.generate`` call, by ``Sampler.stream`` with chunks growing from ``chunk`` to
+    ``max_chunk``, and by ``Sampler.stream`` with every chunk ``chunk`` steps."""
     keras_model, vocab = load_model(root / MODELS[model])
     sampler = sampler_for(keras_model, vocab)
     prompt = prompt_context(vocab, "")
     runs = {
         "generate": lambda seed: sampler.generate(prompt, 1, length, Decoding(0.8), seed),
-        "stream": lambda seed: list(
-            sampler.stream(prompt, 1, length, Decoding(0.8), seed, chunk=chunk)
+        "growing": lambda seed: list(
+            sampler.stream(prompt, 1, length, Decoding(0.8), seed, chunk, max_chunk)
+        ),
+        "fixed": lambda seed: list(
+            sampler.stream(prompt, 1, length, Decoding(0.8), seed, chunk, max_chunk=chunk)
         ),
     }
     rates = {}
@@ -84,7 +105,19 @@ def in_process_rates(root: Path, model: str, length: int, chunk: int) -> tuple[f
             draw(seed)
             times.append(time.perf_counter() - t0)
         rates[name] = length / statistics.median(times)
-    return rates["generate"], rates["stream"]
+    return rates
+
+
+def fresh_repository(folder: Path) -> Path:
+    """A scratch pipeline repository (git and DVC, nothing committed) whose workspace holds an
+    untrained LSTM of ``params.yaml``'s size over printable ASCII, where the page finds it."""
+    for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
+        subprocess.run(cmd, cwd=folder, check=True, capture_output=True)
+    p = load_params(ROOT / "params.yaml").lstm
+    vocab = Vocabulary.from_text(string.printable)
+    net = build_model(len(vocab), p.embedding_dim, p.hidden, p.layers)
+    save_model(net, vocab, folder / MODELS["lstm"])
+    return folder
 
 
 def main() -> None:
@@ -95,16 +128,45 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=400)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 10])
     parser.add_argument(
-        "--chunk", type=int, default=serve.app.CHUNK, help="sampling steps per streamed event"
+        "--chunk", type=int, default=serve.app.CHUNK, help="sampling steps of the first event"
+    )
+    parser.add_argument(
+        "--max-chunk",
+        type=int,
+        default=MAX_CHUNK,
+        help="the in-process stream's largest chunk (the page's is Sampler.stream's default)",
+    )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="measure an untrained LSTM of params.yaml's size in a scratch repository",
     )
     args = parser.parse_args()
+    if args.fresh and args.model != "lstm":
+        parser.error("--fresh: builds the lstm model only")
+    if args.fresh and args.rev != "workspace":
+        parser.error("--fresh: the scratch repository has the workspace only")
+    model_file = args.root / MODELS[args.model]
+    if not args.fresh and args.rev == "workspace" and not model_file.is_file():
+        parser.error(
+            f"--root: {model_file} not found (train it with `make run`, or pass --fresh to "
+            "measure an untrained model of params.yaml's size)"
+        )
     serve.app.CHUNK = args.chunk  # read by each stream as it starts
+    if args.fresh:
+        with tempfile.TemporaryDirectory(prefix="bench-serve-") as scratch:
+            measure(fresh_repository(Path(scratch)), args)
+    else:
+        measure(args.root, args)
 
+
+def measure(root: Path, args: argparse.Namespace) -> None:
+    """The streams over HTTP, then the in-process rates, printed as a table."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(create_app(args.root), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(create_app(root), host="127.0.0.1", port=port, log_level="warning")
     )
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
@@ -114,8 +176,8 @@ def main() -> None:
     stream(base, {**params, "length": 16})  # load the model, trace the sampler
 
     print(
-        f"{args.model} at {args.rev}, {args.length} tokens per stream, one sample each, "
-        f"{args.chunk} steps per event"
+        f"{args.model} at {args.rev}{' (untrained, --fresh)' if args.fresh else ''}, "
+        f"{args.length} tokens per stream, one sample each, first event {args.chunk} steps"
     )
     print("clients  ttft median / max (s)  tokens/s per stream (median)  total tokens/s")
     solo_rate = None
@@ -135,9 +197,17 @@ def main() -> None:
             f"  {statistics.median(rates):27.0f}  {total:14.0f}"
         )
     server.should_exit = True
-    alone, streamed = in_process_rates(args.root, args.model, args.length, args.chunk)
+    rates = in_process_rates(root, args.model, args.length, args.chunk, args.max_chunk)
+    alone = rates["generate"]
     print(f"baseline, in-process, one sample: Sampler.generate {alone:.0f} tokens/s")
-    print(f"  Sampler.stream ({args.chunk} steps a chunk): {streamed / alone:.2f}x generate")
+    print(
+        f"  Sampler.stream, chunks {args.chunk} doubling to {args.max_chunk}: "
+        f"{rates['growing'] / alone:.2f}x generate"
+    )
+    print(
+        f"  Sampler.stream, every chunk {args.chunk} (before chunks grew): "
+        f"{rates['fixed'] / alone:.2f}x generate"
+    )
     if solo_rate is not None:
         print(f"  one stream over HTTP, whole request: {solo_rate / alone:.2f}x generate")
 

@@ -1,12 +1,12 @@
 """Training throughput of the LSTM language model: textgen's train() vs. plain Keras, fp32 and bf16.
 
-Every contender is timed in one run on the same batches: ``window_dataset`` over one token
+Every contender is timed in one run on the same batches: ``StreamSource.batches`` over one token
 stream drawn from a seeded NumPy Generator (int32 [batch, seq_len] inputs and targets, the
 targets shifted by one; Zipf-skewed, so that a few steps have something to learn). Each runs
 ``model.fit`` for one epoch of warm-up + timed steps; a callback reads ``time.perf_counter`` at
 the start of the first timed step and the end of the last, so tracing, compilation, warm-up and
 the end-of-epoch validation are outside the timing. The textgen contenders are trained by
-``textgen.lstm.train`` itself (its dataset, Adam with warm-up + cosine decay and
+``textgen.training.train`` itself (its dataset, Adam with warm-up + cosine decay and
 global_clipnorm, its loss and callbacks); the plain ones by ``model.fit`` with Keras defaults.
 The loss on one held-out batch afterwards checks that every variant trains (bf16 included); it
 is no quality claim. Absolute speed on a shared machine is noise: read the ratios.
@@ -25,8 +25,10 @@ import numpy as np
 
 from textgen.backend import keras, tf
 from textgen.config import LSTMParams, load_params
-from textgen.lstm import build_model, train, window_dataset
+from textgen.model import build_model
 from textgen.seeding import seed_everything
+from textgen.sources import StreamSource
+from textgen.training import train
 
 
 def train_flops_per_token(vocab: int, p: LSTMParams) -> float:
@@ -167,14 +169,15 @@ def main() -> None:
     tokens = rng.choice(args.vocab, n_tokens, p=zipf).astype(np.int32)
     val = rng.choice(args.vocab, args.batch * args.seq_len + 1, p=zipf).astype(np.int32)
     val_x, val_y = (v.reshape(args.batch, args.seq_len) for v in (val[:-1], val[1:]))
+    source = StreamSource(tokens)
 
     def textgen(model: keras.Model, timer: StepTimer) -> float:
-        result = train(model, tokens, val, p, seed, callbacks=[timer], verbose=0)
+        result = train(model, source, StreamSource(val), p, seed, callbacks=[timer], verbose=0)
         return result.epoch_logs[-1]["val_loss"]
 
     def plain(model: keras.Model, timer: StepTimer) -> float:
-        # The same batches train() makes: window_dataset with the same seed and epoch length.
-        ds, _ = window_dataset(tokens, args.seq_len, args.batch, seed, n_steps)
+        # The same batches train() makes: the same seed and epoch length.
+        ds = source.batches(args.batch, args.seq_len, seed, n_steps)
         model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         val_data = (val_x, val_y)  # one batch, as train() validates on it
         fit = {"epochs": 1, "steps_per_epoch": n_steps, "shuffle": False, "verbose": 0}
@@ -198,16 +201,27 @@ def main() -> None:
         return loss
 
     vocab = args.vocab
+    size = p.architecture
     contenders: list[tuple[str, str, Callable[[], keras.Model], Callable]] = [
-        ("textgen (train_lstm)", "float32", lambda: build_model(vocab, p), textgen),
+        ("textgen (train_lstm)", "float32", lambda: build_model(vocab, **size), textgen),
         ("plain Keras fp32", "float32", lambda: plain_model(vocab, p), plain),
         ("plain Keras mixed_bfloat16", "mixed_bfloat16", lambda: plain_model(vocab, p), plain),
         ("plain, input projection hoisted", "float32", lambda: projected_model(vocab, p), plain),
         # build_model has no say over the logits' dtype: they come out bf16 (the loss casts
         # them to float32 before the softmax).
-        ("textgen + mixed_bfloat16 *", "mixed_bfloat16", lambda: build_model(vocab, p), textgen),
+        (
+            "textgen + mixed_bfloat16 *",
+            "mixed_bfloat16",
+            lambda: build_model(vocab, **size),
+            textgen,
+        ),
     ]
-    xla = ("textgen + jit_compile (XLA)", "float32", lambda: build_model(vocab, p), textgen_xla)
+    xla = (
+        "textgen + jit_compile (XLA)",
+        "float32",
+        lambda: build_model(vocab, **size),
+        textgen_xla,
+    )
     contenders += [] if args.no_xla else [xla]
 
     fp32_peak = matmul_gflops(tf.float32)

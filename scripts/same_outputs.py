@@ -1,11 +1,14 @@
 """Does a refactor keep every number? Run the tiny pipeline at a base revision and in this
 checkout, on the same params and corpus, and compare every output's hash in dvc.lock.
 
-    .venv/bin/python scripts/same_outputs.py BASE [VARIANT ...]    (make same-outputs BASE=...)
+    .venv/bin/python scripts/same_outputs.py BASE [VARIANT ...] [--keep DIR]
+    (make same-outputs BASE=...)
 
 Variants: ``gumbel`` (the tiny test params), ``reinforce`` (policy gradient, per-token LSTM
 discriminator, two D steps per G step, an MLE term) and ``lines`` (word-token lines). The base
-must accept this checkout's params.yaml keys. Exits 1 if any output differs.
+must accept this checkout's params.yaml keys. Exits 1 if any output differs. ``--keep DIR``
+keeps both runs of each variant under DIR (``DIR/<variant>/{base,here}``) to see how they
+differ.
 """
 
 import shutil
@@ -57,14 +60,25 @@ def output_hashes(tree: Path, repo: Path, params: dict) -> dict[str, str]:
 
 
 def main() -> int:
-    if len(sys.argv) < 2:
+    args = sys.argv[1:]
+    keep = None
+    if "--keep" in args:
+        at = args.index("--keep")
+        if at + 1 >= len(args):
+            sys.exit("error: --keep needs a folder")
+        keep = Path(args[at + 1]).resolve()
+        del args[at : at + 2]
+        if keep.exists():
+            sys.exit(f"error: --keep {keep} exists already")
+    if not args:
         sys.exit(__doc__)
-    base, names = sys.argv[1], sys.argv[2:] or list(VARIANTS)
+    base, names = args[0], args[1:] or list(VARIANTS)
     unknown = set(names) - set(VARIANTS)
     if unknown:
         sys.exit(f"error: unknown variant {sorted(unknown)[0]} (expected one of {list(VARIANTS)})")
-    with tempfile.TemporaryDirectory() as scratch:
-        old = Path(scratch) / "base"
+    with tempfile.TemporaryDirectory() as scratch_name:
+        scratch = keep or Path(scratch_name)
+        old = Path(scratch_name) / "base"
         subprocess.run(
             ["git", "worktree", "add", "-q", "--detach", str(old), base], cwd=ROOT, check=True
         )
@@ -72,15 +86,16 @@ def main() -> int:
             differ = 0
             for name in names:
                 params = merged(TINY_PARAMS, VARIANTS[name])
-                before = output_hashes(old, Path(scratch) / name / "base", params)
-                after = output_hashes(ROOT, Path(scratch) / name / "here", params)
+                before = output_hashes(old, scratch / name / "base", params)
+                after = output_hashes(ROOT, scratch / name / "here", params)
                 changed = sorted(
                     p for p in before.keys() | after.keys() if before.get(p) != after.get(p)
                 )
                 differ += bool(changed)
                 print(
                     f"{name}: {len(before)} outputs, "
-                    + (f"DIFFER: {changed}" if changed else "all identical")
+                    + (f"DIFFER: {changed}" if changed else "all identical"),
+                    flush=True,
                 )
             return 1 if differ else 0
         finally:

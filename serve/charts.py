@@ -1,19 +1,18 @@
 """What the page reads at a revision: dvc.yaml's top-level ``plots:`` as Vega-Lite specs (data
-inlined, drawn in the browser by the page's own vega-embed), ``metrics:`` as tables, the
-report's verdict and a few samples."""
+inlined, drawn in the browser by the page's own vega-embed), ``metrics:`` as tables (each
+stage's every figure, from results/), the report's verdict and a few samples."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import math
 import re
 
 import yaml
 
 from serve.revisions import Revision, RevisionStore
-from textgen.figures import curve_chart
+from textgen.figures import chart_point, curve_chart
 
 SAMPLES_SHOWN = 3  # per samples/*.jsonl file
 SAMPLE_CHARS = 600  # each sample cut to this many characters
@@ -26,14 +25,6 @@ def _rows(path: str, text: str) -> list[dict]:
         return [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
     delimiter = "\t" if path.endswith(".tsv") else ","
     return list(csv.DictReader(io.StringIO(text), delimiter=delimiter))
-
-
-def _number(value: object) -> float | None:
-    try:
-        x = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
 
 
 def _series_name(path: str, field: str) -> str:
@@ -55,18 +46,12 @@ def plot_spec(title: str, entry: dict, files: dict[str, str]) -> dict | None:
         if path not in files:
             continue
         for field in [fields] if isinstance(fields, str) else list(fields):
+            series = _series_name(path, field)
             for row in _rows(path, files[path]):
-                xv, yv = _number(row.get(x)), _number(row.get(field))
-                if xv is None or yv is None:
-                    continue
                 # "i": the file's row order (temperature, step), which the line follows
-                point = {"x": xv, "y": yv, "series": _series_name(path, field), "i": len(values)}
-                for end in ("low", "high"):
-                    for axis, name in (("x", x), ("y", field)):
-                        v = _number(row.get(f"{name}_{end}"))
-                        if v is not None:
-                            point[f"{axis}_{end}"] = v
-                values.append(point)
+                point = chart_point(row, x, field, series, len(values))
+                if point is not None:
+                    values.append(point)
     if not values:
         return None
     return curve_chart(
@@ -117,8 +102,14 @@ def read_revision(store: RevisionStore, rev: Revision) -> dict:
             if spec:
                 charts.append(spec)
     metrics = []
-    for path in dvc_yaml.get("metrics") or []:
-        text = store.read_text(rev, path)
+    for declared in dvc_yaml.get("metrics") or []:
+        # A stage's every figure is in results/, its headline in the declared metrics/ file.
+        path, text = declared, None
+        if declared.startswith("metrics/"):
+            path = "results/" + declared.removeprefix("metrics/")
+            text = store.read_text(rev, path)
+        if text is None:
+            path, text = declared, store.read_text(rev, declared)
         if text is None:
             continue
         try:

@@ -20,23 +20,27 @@ from textgen.artifacts import (
     write_json,
 )
 from textgen.backend import keras
+from textgen.comparison import CRITERIA, compare_curves, comparison_metrics, verdict
 from textgen.errors import UserError, exit_on_user_error
-from textgen.evaluation import (
-    CRITERIA,
-    RESAMPLING,
-    RealData,
-    compare_curves,
-    comparison_metrics,
-    sample_metrics,
-    temperature_sweep,
-    verdict,
-)
-from textgen.lstm import heldout_nll, lstm_layers
+from textgen.evaluation import RESAMPLING, RealData, sample_metrics, temperature_sweep
 from textgen.metrics import likelihood_metrics
+from textgen.model import lstm_layers
 from textgen.report import curve_figures, render_report, write_report
 from textgen.sampling import prompt_context
+from textgen.scoring import heldout_nll
 from textgen.seeding import derive_seed, seed_everything
+from textgen.sources import TokenSource
+from textgen.tracking import write_results
 from textgen.vocab import Vocabulary
+
+# What dvc.yaml declares as metrics (the rest goes to results/evaluate.json): each model's
+# held-out likelihood, and per criterion the GAN's mean diversity gain at equal quality with
+# its 95% interval (above 0 throughout: the GAN is better; below: the LSTM).
+GAIN = ["gan_mean_diversity_gain", "gan_mean_diversity_gain_low", "gan_mean_diversity_gain_high"]
+HEADLINE = [
+    *(f"{model}.{key}" for model in ("lstm", "gan") for key in ("test_nll_nats", "test_bpc")),
+    *(f"compare.{c.name}.{key}" for c in CRITERIA for key in GAIN),
+]
 
 
 def main() -> None:
@@ -50,19 +54,23 @@ def main() -> None:
         raise UserError(f"{JUDGE}: trained on another vocabulary than {PREPARED}/vocab.json")
     real = RealData(
         vocab,
-        load_tokens(PREPARED / "train.npy", len(vocab)),
-        load_tokens(PREPARED / "test.npy", len(vocab)),
+        TokenSource.of(load_tokens(PREPARED / "train.npy", len(vocab))),
+        TokenSource.of(load_tokens(PREPARED / "test.npy", len(vocab))),
         judge,
     )
-    metrics, sweeps = {}, {}
-    for k, (name, path) in enumerate(MODELS.items()):
-        # Each model's samples get their own bootstrap draws: the two sets are independent.
-        resample_seed = derive_seed(params.seed, RESAMPLING, k + 1)
-        model, model_vocab = load_model(path)
+    # Every input read (and refused, if it must be) before any of the work.
+    models, samples = {}, {}
+    for name, path in MODELS.items():
+        models[name], model_vocab = load_model(path)
         if model_vocab.tokens != vocab.tokens:
             raise UserError(f"{path}: trained on another vocabulary than {PREPARED}/vocab.json")
-        context, ids = encode_samples(read_jsonl(f"samples/{name}.jsonl"), vocab)
-        nll = heldout_nll(model, real.test_ids, p.batch_size)
+        samples[name] = encode_samples(f"samples/{name}.jsonl", vocab)
+    metrics, sweeps = {}, {}
+    for k, (name, model) in enumerate(models.items()):
+        # Each model's samples get their own bootstrap draws: the two sets are independent.
+        resample_seed = derive_seed(params.seed, RESAMPLING, k + 1)
+        context, ids = samples[name]
+        nll = heldout_nll(model, real.test, p.batch_size)
         try:
             scores, _ = sample_metrics(
                 ids, context, real, p.reverse_lm, params.seed, derive_seed(resample_seed, 0, 0)
@@ -97,7 +105,7 @@ def main() -> None:
     with atomic_dir("plots/sweep") as tmp:  # both curves or neither
         for name, sweep in sweeps.items():
             write_json(tmp / f"{name}.json", sweep.points)
-    write_json("metrics/evaluate.json", metrics)
+    write_results("evaluate", metrics, HEADLINE)
     report = render_report(
         metrics, sweeps, comparisons, answer, LABELS, setting, describe_judge(judge)
     )
@@ -115,15 +123,22 @@ def describe_judge(judge: keras.Model) -> str:
     return f"the independent judge ({JUDGE}: {shape} LSTM), neither contestant"
 
 
-def encode_samples(records: list[dict], vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
-    """The samples' token ids [n, length] (padded with 0 after an end token), with their
-    prompts [n, prompt_len] as context."""
-    context = [prompt_context(vocab, r["prompt"]) for r in records]
+def encode_samples(path: str, vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
+    """The samples of ``path`` (the sample stage's JSON lines) as token ids [n, length]
+    (padded with 0 after an end token), with their prompts [n, prompt_len] as context."""
+    records = read_jsonl(path)
+    try:
+        context = [prompt_context(vocab, r["prompt"]) for r in records]
+        ids = np.zeros((len(records), max(r["length"] for r in records)), np.int32)
+        for row, r in zip(ids, records, strict=True):
+            row[: len(r["ids"])] = r["ids"]
+    except (KeyError, TypeError, ValueError) as err:  # a record not written by `sample`
+        raise UserError(
+            f"{path}: expected records with prompt, length and ids, as the sample stage "
+            f"writes them ({type(err).__name__}: {err}); rerun it"
+        ) from None
     if len({len(c) for c in context}) > 1:
-        raise UserError("samples/*.jsonl: every sample must share its prompt")
-    ids = np.zeros((len(records), max(r["length"] for r in records)), np.int32)
-    for row, r in zip(ids, records, strict=True):
-        row[: len(r["ids"])] = r["ids"]
+        raise UserError(f"{path}: every sample must share its prompt")
     return np.stack(context), ids
 
 

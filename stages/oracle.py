@@ -17,6 +17,9 @@ from textgen.oracle import (
     uniform_sequences,
 )
 from textgen.seeding import derive_seed, seed_everything
+from textgen.tracking import write_results
+
+HEADLINE = ["oracle_entropy_nats", "nll_oracle_real"]  # metrics/; the rest in results/
 
 
 def main() -> None:
@@ -42,7 +45,7 @@ def main() -> None:
         save_vocab(vocab, tmp / "vocab.json")
         write_json(tmp / "stats.json", {**metrics, "oracle": p.model_dump()})
     save_model(oracle, vocab, ORACLE)
-    write_json("metrics/oracle.json", metrics)
+    write_results("oracle", metrics, HEADLINE)
     print(
         f"oracle: {len(train):,} / {len(val):,} / {len(test):,} sequences of {p.seq_len} tokens "
         f"(vocabulary {p.vocab_size}); its entropy "

@@ -8,8 +8,10 @@ from _common import PREPARED, stage_params
 from textgen.artifacts import atomic_dir, save_vocab, write_json
 from textgen.corpus import corpus_files, prepare_files
 from textgen.errors import UserError, exit_on_user_error
+from textgen.tracking import write_results
 
 RAW = Path("data/raw")  # the stage's declared input: the corpus must live below it
+HEADLINE = ["train_tokens", "vocab_size", "unk_rate_test"]  # metrics/; the rest in results/
 
 
 def main() -> None:
@@ -46,7 +48,7 @@ def main() -> None:
         }
         save_vocab(corpus.vocab, tmp / "vocab.json")
         write_json(tmp / "stats.json", stats)
-    write_json("metrics/prepare.json", metrics)
+    write_results("prepare", metrics, HEADLINE)
     print(
         f"prepared {len(files)} file(s): {metrics['train_tokens']:,} / "
         f"{metrics['val_tokens']:,} / {metrics['test_tokens']:,} train/val/test {p.tokenizer} "

@@ -14,12 +14,17 @@ from textgen.artifacts import (
     save_model,
     write_json,
 )
-from textgen.backend import keras
 from textgen.checkpoints import Checkpoint, checkpoint_dir
+from textgen.discriminator import build_discriminator
 from textgen.errors import UserError, exit_on_user_error
-from textgen.gan import Conditions, GANMonitor, TextGAN, build_discriminator, copy_model, fit_gan
+from textgen.gan import Conditions, GANMonitor, build_gan, fit_gan
+from textgen.model import copy_model
 from textgen.seeding import seed_everything
-from textgen.tracking import write_step_curves
+from textgen.sources import TokenSource
+from textgen.tracking import write_results, write_step_curves
+
+# metrics/; the rest in results/
+HEADLINE = ["d_accuracy_real", "d_accuracy_fake", "val_nll_nats"]
 
 
 def main() -> None:
@@ -27,21 +32,15 @@ def main() -> None:
     p = params.gan
     seed_everything(params.seed)
     lm, vocab = load_model(MODELS["lstm"])
-    train_ids, val_ids = (
-        load_tokens(PREPARED / f"{split}.npy", len(vocab)) for split in ["train", "val"]
+    train, val = (
+        TokenSource.of(load_tokens(PREPARED / f"{split}.npy", len(vocab)))
+        for split in ["train", "val"]
     )
-    # Independent sequences (data.unit: line) are whole rows; gan.seq_len cuts streams only.
-    seq_len = train_ids.shape[1] - 1 if train_ids.ndim == 2 else p.seq_len
-    if train_ids.ndim == 1 and len(val_ids) < p.seq_len + 2:
-        raise UserError(f"gan.seq_len: {p.seq_len} is longer than the validation split")
-
     generator = copy_model(lm)  # MLE warm start; `lm` stays frozen as the judge of quality
-    discriminator = build_discriminator(len(vocab), p)
-    gan = TextGAN(generator, discriminator, p, params.seed, Conditions.of(vocab, seq_len))
-    gan.compile(
-        d_optimizer=keras.optimizers.Adam(p.d_learning_rate, global_clipnorm=p.clipnorm),
-        g_optimizer=keras.optimizers.Adam(p.g_learning_rate, global_clipnorm=p.clipnorm),
-    )
+    discriminator = build_discriminator(len(vocab), **p.discriminator_args)
+    # Independent sequences (data.unit: line) are whole rows; gan.seq_len cuts streams only.
+    conditions = Conditions.of(vocab, train.width(p.seq_len))
+    gan = build_gan(p, generator, discriminator, conditions, params.seed)
     returns = f", returns discounted by {p.discount}" if p.algorithm == "reinforce" else ""
     print(
         f"text GAN ({p.algorithm}{returns}, {p.loss}, {p.discriminator} discriminator with "
@@ -55,11 +54,21 @@ def main() -> None:
         f"{params.seed} {p.model_dump_json()}",
         [MODELS["lstm"], PREPARED / "train.npy", PREPARED / "val.npy", Path(__file__)],
     )
-    monitor = GANMonitor(lm, val_ids, vocab.decode, params.seed)
-    checkpoint = Checkpoint(run_dir, gan, [monitor])
     start = time.perf_counter()
     try:
-        fit_gan(gan, train_ids, [monitor], checkpoint)
+        monitor = GANMonitor(
+            lm,
+            val,
+            vocab.decode,
+            params.seed,
+            samples=p.eval_samples,
+            val_tokens=p.eval_val_tokens,
+            steps=p.steps,
+            steps_per_epoch=p.log_every,
+            seq_len=conditions.seq_len,
+        )
+        checkpoint = Checkpoint(run_dir, gan, [monitor])
+        fit_gan(gan, train, p.batch_size, p.steps, p.log_every, [monitor], checkpoint)
     except ValueError as err:  # data too small for the window/batch settings
         raise UserError(f"gan: {err}; lower gan.seq_len or gan.batch_size") from None
     seconds = time.perf_counter() - start
@@ -69,7 +78,7 @@ def main() -> None:
         save_keras(discriminator, tmp / "discriminator.keras")
     final = monitor.history[-1]
     scores = {k: v for k, v in final.items() if k not in {"step", "d_loss", "g_loss", "beta"}}
-    write_json("metrics/gan.json", {**scores, "steps": p.steps})
+    write_results("gan", {**scores, "steps": p.steps}, HEADLINE)
     with atomic_dir("dvclive/train_gan") as tmp:
         write_step_curves(tmp, monitor.history)
     shutil.rmtree(run_dir)  # only now: a kill before this resumes at the end of training

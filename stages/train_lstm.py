@@ -7,12 +7,16 @@ from _common import MODELS, PREPARED, stage_params
 
 from textgen.artifacts import atomic_dir, load_tokens, load_vocab, save_model, write_json
 from textgen.checkpoints import checkpoint_dir
-from textgen.distribute import is_chief, scope, stage_strategy
-from textgen.errors import UserError, exit_on_user_error
-from textgen.lstm import build_model, heldout_nll, train
+from textgen.distribute import is_chief, stage_strategy
+from textgen.errors import exit_on_user_error
 from textgen.metrics import likelihood_metrics
+from textgen.scoring import heldout_nll
 from textgen.seeding import seed_everything
-from textgen.tracking import write_epoch_curves
+from textgen.sources import TokenSource
+from textgen.tracking import write_epoch_curves, write_results
+from textgen.training import train_language_model
+
+HEADLINE = ["val_nll_nats", "val_bpc"]  # metrics/; the rest in results/
 
 
 def main() -> None:
@@ -21,30 +25,25 @@ def main() -> None:
     strategy = stage_strategy(p.distribute, p.batch_size, "lstm")  # before any other TF work
     seed_everything(params.seed)
     vocab = load_vocab(PREPARED / "vocab.json")
-    train_ids, val_ids = (
-        load_tokens(PREPARED / f"{split}.npy", len(vocab)) for split in ["train", "val"]
+    train, val = (
+        TokenSource.of(load_tokens(PREPARED / f"{split}.npy", len(vocab)))
+        for split in ["train", "val"]
     )
-
-    # One scope for the model, its optimizer and its training (strategy none: no scope).
-    with scope(strategy):
-        model = build_model(len(vocab), p)
-        print(f"LSTM language model: {model.count_params():,} parameters, vocabulary {len(vocab)}")
-        # A killed run resumes from its last finished epoch: the whole training state is saved
-        # after each, outside the stage's outputs (which DVC deletes before a run).
-        run_dir = checkpoint_dir(
-            "train_lstm",
-            f"{params.seed} {p.model_dump_json()}",
-            [PREPARED / "train.npy", PREPARED / "val.npy", PREPARED / "vocab.json", Path(__file__)],
-        )
-        try:
-            result = train(model, train_ids, val_ids, p, params.seed, checkpoint_dir=run_dir)
-        except ValueError as err:  # data too small for the window/batch settings
-            raise UserError(f"lstm: {err}; lower lstm.seq_len or lstm.batch_size") from None
+    # A killed run resumes from its last finished epoch: the whole training state is saved
+    # after each, outside the stage's outputs (which DVC deletes before a run).
+    run_dir = checkpoint_dir(
+        "train_lstm",
+        f"{params.seed} {p.model_dump_json()}",
+        [PREPARED / "train.npy", PREPARED / "val.npy", PREPARED / "vocab.json", Path(__file__)],
+    )
+    model, result = train_language_model(
+        "lstm", p, params.seed, strategy, len(vocab), (train, val), run_dir
+    )
     if not is_chief(strategy):
         print("lstm: trained; worker 0 (the chief) writes the outputs")
         return
 
-    val_nll = heldout_nll(model, val_ids, p.eval_batch_size)
+    val_nll = heldout_nll(model, val, p.eval_batch_size)
     metrics = {
         **likelihood_metrics(val_nll, prefix="val_"),
         "epochs": result.epochs,
@@ -52,11 +51,10 @@ def main() -> None:
         "parameters": model.count_params(),
     }
     save_model(model, vocab, MODELS["lstm"])
-    write_json("metrics/lstm.json", metrics)
+    write_results("lstm", metrics, HEADLINE)
     with atomic_dir("dvclive/train_lstm") as tmp:
         write_epoch_curves(tmp, result.epoch_logs)
-    if run_dir.exists():  # only now: a kill before this resumes at the end of training
-        shutil.rmtree(run_dir)
+    shutil.rmtree(run_dir, ignore_errors=True)  # only now: a kill before resumes at the end
     # Wall-clock figures differ run to run: kept out of the hashed outputs.
     timings = {"train_seconds": result.seconds, "train_tokens_per_s": result.tokens_per_s}
     write_json("timings/train_lstm.json", {k: round(v, 1) for k, v in timings.items()})

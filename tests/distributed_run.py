@@ -19,8 +19,10 @@ import numpy as np  # noqa: E402
 from tests.params import lstm_params  # noqa: E402
 from textgen import distribute  # noqa: E402
 from textgen.backend import keras  # noqa: E402
-from textgen.lstm import build_model, train  # noqa: E402
+from textgen.model import build_model  # noqa: E402
 from textgen.seeding import seed_everything  # noqa: E402
+from textgen.sources import StreamSource  # noqa: E402
+from textgen.training import train  # noqa: E402
 
 P = lstm_params(
     embedding_dim=8,
@@ -59,10 +61,10 @@ def main() -> None:
     seed_everything(0)
     rng = np.random.default_rng(0)
     tokens = rng.integers(1, VOCAB, 3000).astype(np.int32)
-    train_ids, val_ids = tokens[:2500], tokens[2500:]
+    train_ids, val_ids = StreamSource(tokens[:2500]), StreamSource(tokens[2500:])
     losses = BatchLosses()
     with distribute.scope(strategy):
-        model = build_model(VOCAB, P)
+        model = build_model(VOCAB, **P.architecture)
         result = train(model, train_ids, val_ids, P, seed=3, callbacks=[losses], verbose=0)
     if distribute.is_chief(strategy):
         record = {

@@ -1,9 +1,12 @@
 """Temporary pipeline repositories for the end-to-end tests: tiny params, a tiny corpus,
 the real stage scripts and dvc.yaml, and helpers to run DVC in them."""
 
+import contextlib
+import io
 import json
 import os
 import re
+import runpy
 import shutil
 import subprocess
 import sys
@@ -16,6 +19,7 @@ from tests.params import SHIPPED, merged
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+CLI = f"{sys.executable} -m textgen"  # the command line, as a user runs it
 
 # The shipped params.yaml, made tiny: every other value as shipped.
 TINY_PARAMS = merged(
@@ -75,8 +79,9 @@ TINY_PARAMS = merged(
     },
 )
 
+# Every figure of a stage, in results/<stage>.json (metrics/<stage>.json: the headline).
 METRIC_KEYS = {
-    "metrics/prepare.json": {
+    "results/prepare.json": {
         "train_tokens",
         "val_tokens",
         "test_tokens",
@@ -84,9 +89,9 @@ METRIC_KEYS = {
         "unk_rate_val",
         "unk_rate_test",
     },
-    "metrics/judge.json": {"val_nll_nats", "val_bpc", "val_perplexity", "epochs"},
-    "metrics/lstm.json": {"val_nll_nats", "val_bpc", "val_perplexity", "epochs", "parameters"},
-    "metrics/gan.json": {
+    "results/judge.json": {"val_nll_nats", "val_bpc", "val_perplexity", "epochs"},
+    "results/lstm.json": {"val_nll_nats", "val_bpc", "val_perplexity", "epochs", "parameters"},
+    "results/gan.json": {
         "d_accuracy_real",
         "d_accuracy_fake",
         "d_accuracy_fake_hard",
@@ -169,7 +174,37 @@ def stages_run(output: str) -> set[str]:
 
 
 def read_metrics(repo: Path) -> dict:
+    """Every figure of every stage: ``results/<stage>.json`` by its path."""
     return {
         name: json.loads((repo / name).read_text())
-        for name in [*METRIC_KEYS, "metrics/evaluate.json"]
+        for name in [*METRIC_KEYS, "results/evaluate.json"]
     }
+
+
+def run_in_process(repo: Path, command: str) -> tuple[int, str]:
+    """Exit status and stderr of ``command`` (a stage, or ``CLI`` and its arguments) run in
+    this process with ``repo`` as the working directory, as ``python stages/x.py`` would.
+
+    The stage is this checkout's script (it imports this checkout's textgen, which the repo
+    holds a copy of); its paths are relative to the working directory, so it reads and
+    writes the repo's files."""
+    stderr, cwd, argv, path = io.StringIO(), os.getcwd(), sys.argv, list(sys.path)
+    os.chdir(repo)
+    try:
+        with contextlib.redirect_stderr(stderr):
+            if command.startswith(CLI):
+                from textgen.cli import main
+
+                sys.argv = ["textgen", *command[len(CLI) :].split()]
+                main(sys.argv[1:])
+            else:
+                script = ROOT / "stages" / f"{command}.py"
+                sys.argv, sys.path[:0] = [str(script)], [str(script.parent)]
+                runpy.run_path(str(script), run_name="__main__")
+        code = 0
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else 1
+    finally:
+        os.chdir(cwd)
+        sys.argv, sys.path[:] = argv, path
+    return code, stderr.getvalue()

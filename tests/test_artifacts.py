@@ -11,6 +11,7 @@ from textgen.artifacts import (
     TokenWriter,
     atomic_dir,
     atomic_path,
+    load_model,
     load_tokens,
     read_jsonl,
     save_keras,
@@ -138,6 +139,15 @@ def test_saved_keras_files_are_byte_identical_across_saves(tmp_path):
     for a, b in zip(model.get_weights(), loaded.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.keras", "b.keras"]  # no leftovers
+
+
+def test_a_model_file_that_is_no_zip_is_named_in_one_line(tmp_path):
+    """Keras would say "File not found" of a file that is there but is no zip."""
+    path = tmp_path / "lstm.keras"
+    path.write_text("version https://git-lfs.github.com/spec/v1\n")  # e.g. an LFS pointer
+    with pytest.raises(UserError) as err:
+        load_model(path)
+    assert str(err.value) == f"{path}: not a .keras (zip) file"
 
 
 def test_a_token_file_written_in_pieces_is_the_one_save_tokens_writes(tmp_path):

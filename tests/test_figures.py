@@ -5,15 +5,26 @@ inline, no CDN), which the repository's configs point at."""
 from __future__ import annotations
 
 import configparser
+import json
+import math
 import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
+import vl_convert
+
+import textgen.figures
 from tests.repos import ROOT
 from textgen.cli import PLOTS_TEMPLATE
-from textgen.evaluation import CRITERIA
-from textgen.figures import curve_chart, offline_plots_template, sweep_chart, write_svg
+from textgen.comparison import CRITERIA
+from textgen.figures import (
+    SCHEMA,
+    curve_chart,
+    offline_plots_template,
+    sweep_chart,
+    write_svg,
+)
 from textgen.report import curve_figures, figure_links, figure_name
 
 LABELS = {"lstm": "LSTM (MLE)", "gan": "GAN"}
@@ -50,6 +61,12 @@ def test_sweep_chart_carries_every_point_its_interval_and_temperature():
     assert (first["y_low"], first["y_high"]) == (first["y"] - 0.01, first["y"] + 0.01)
     marks = [layer["mark"]["type"] for layer in spec["layer"]]
     assert marks == ["line", "rule", "rule", "text"]  # curves, x and y error bars, labels
+
+
+def test_sweep_chart_leaves_out_a_point_without_numbers():
+    broken = {"temperature": 2.0, "self_bleu_4": 0.1, "bleu_4": math.nan}
+    spec = sweep_chart("t", {"A": [*SWEEPS["lstm"], broken]}, "self_bleu_4", "bleu_4", "x", "y")
+    assert [v["label"] for v in spec["data"]["values"]] == ["T=0.5", "T=1", "T=1.5"]
 
 
 def test_curve_chart_draws_error_bars_only_when_asked_and_present():
@@ -92,6 +109,21 @@ def test_offline_template_inlines_vega_and_links_no_cdn():
     assert "vegaEmbed" in html and len(html) > 100_000  # the bundle itself, inline
     # Exactly one inline script: nothing inside the bundle may close the tag early.
     assert html.count("<script>") == 1 and html.count("</script") == 1
+
+
+def test_offline_template_inlines_the_bundle_the_page_serves(monkeypatch):
+    # One source of the Vega scripts (figures.javascript_bundle) for the template and the page.
+    monkeypatch.setattr(textgen.figures, "javascript_bundle", lambda: "/* the bundle */")
+    assert "<script>\n/* the bundle */\n</script>" in offline_plots_template()
+
+
+def test_specs_declare_the_vega_lite_the_bundle_runs():
+    """vega-embed warns in the console when a spec's major version is not the bundle's (the
+    newest vl-convert ships); DVC's own templates still say v5, ours need not."""
+    newest = max(vl_convert.get_vegalite_versions(), key=lambda v: tuple(map(int, v.split("."))))
+    expected = f"https://vega.github.io/schema/vega-lite/v{newest.split('.')[0]}.json"
+    template = json.loads((ROOT / ".dvc/plots/errorbars.json").read_text())
+    assert SCHEMA == template["$schema"] == expected
 
 
 def _template_setting(config: str) -> str:

@@ -1,28 +1,27 @@
 import numpy as np
 import pytest
 
-from tests.corpora import make_play
 from tests.params import gan_params, lstm_params
+from tests.test_training import KillAt
 from textgen.backend import keras, tf
 from textgen.checkpoints import Checkpoint
+from textgen.discriminator import LOSSES, build_discriminator
 from textgen.gan import (
     Conditions,
     GANMonitor,
-    TextGAN,
+    ReinforceGAN,
     beta_at,
-    build_discriminator,
-    copy_model,
-    d_accuracy,
-    d_loss,
+    build_gan,
     discounted_returns,
     fit_gan,
     position_rewards,
-    realness,
 )
-from textgen.lstm import build_model, rows_nll, train
+from textgen.model import build_model, copy_model
 from textgen.sampling import Decoding, never_mask, rollout
+from textgen.scoring import heldout_nll
 from textgen.seeding import seed_everything
-from textgen.vocab import Vocabulary
+from textgen.sources import RowSource, StreamSource
+from textgen.training import train
 
 LM = lstm_params(
     embedding_dim=16,
@@ -50,20 +49,11 @@ SMALL_GAN = dict(
 
 
 @pytest.fixture(scope="module")
-def corpus():
-    text = make_play(600, seed=3)
-    vocab = Vocabulary.from_text(text)
-    ids = vocab.encode(text)
-    cut = int(len(ids) * 0.9)
-    return vocab, ids[:cut], ids[cut:]
-
-
-@pytest.fixture(scope="module")
 def lm(corpus):
     vocab, train_ids, val_ids = corpus
     seed_everything(0)
-    model = build_model(len(vocab), LM)
-    train(model, train_ids, val_ids, LM, seed=0, verbose=0)
+    model = build_model(len(vocab), **LM.architecture)
+    train(model, StreamSource(train_ids), StreamSource(val_ids), LM, seed=0, verbose=0)
     return model
 
 
@@ -79,57 +69,15 @@ def _corrupt(windows, vocab_size, seed):
     return np.where(rng.random(windows.shape) < 0.5, noise, windows).astype(np.int32)
 
 
-@pytest.mark.parametrize("kind", ["cnn", "lstm"])
-def test_discriminator_shapes_and_soft_inputs(kind):
-    p = gan_params(discriminator=kind, **SMALL_GAN)
-    disc = build_discriminator(7, p)
-    hard = tf.one_hot(np.zeros((3, 16), np.int32), 7)
-    soft = tf.nn.softmax(tf.random.normal((3, 16, 7)))
-    expected = (3, 1) if kind == "cnn" else (3, 16)
-    assert tuple(disc(hard).shape) == tuple(disc(soft).shape) == expected
-
-
-@pytest.mark.parametrize("kind", ["cnn", "lstm"])
-def test_discriminator_learns_to_separate_real_from_corrupted(corpus, kind):
-    vocab, train_ids, val_ids = corpus
-    seed_everything(1)
-    p = gan_params(discriminator=kind, **SMALL_GAN)
-    disc = build_discriminator(len(vocab), p)
-    opt = keras.optimizers.Adam(3e-3)
-    v = len(vocab)
-    for step in range(60):
-        real = _windows(train_ids, 32, 16, step)[:, 1:]
-        fake = _corrupt(real, v, step)
-        with tf.GradientTape() as tape:
-            loss = d_loss(
-                disc(tf.one_hot(real, v), training=True),
-                disc(tf.one_hot(fake, v), training=True),
-                "standard",
-            )
-        grads = tape.gradient(loss, disc.trainable_variables)
-        opt.apply_gradients(zip(grads, disc.trainable_variables, strict=True))
-    real = _windows(val_ids, 200, 16, 99)[:, 1:]
-    fake = _corrupt(real, v, 99)
-    acc_real = np.mean(disc(tf.one_hot(real, v)).numpy()[:, -1] > 0)  # whole-sequence verdict
-    acc_fake = np.mean(disc(tf.one_hot(fake, v)).numpy()[:, -1] < 0)
-    assert (acc_real + acc_fake) / 2 > 0.85, (acc_real, acc_fake)
-
-
 def make_gan(lm, vocab, p, seed):
-    gan = TextGAN(
-        copy_model(lm), build_discriminator(len(vocab), p), p, seed, Conditions.of(vocab, p.seq_len)
-    )
-    gan.compile(
-        d_optimizer=keras.optimizers.Adam(p.d_learning_rate),
-        g_optimizer=keras.optimizers.Adam(p.g_learning_rate),
-    )
-    return gan
+    discriminator = build_discriminator(len(vocab), **p.discriminator_args)
+    return build_gan(p, copy_model(lm), discriminator, Conditions.of(vocab, p.seq_len), seed)
 
 
 def test_gumbel_gradients_reach_the_generator(lm, corpus):
     vocab = corpus[0]
     p = gan_params(**SMALL_GAN)
-    gen, disc = copy_model(lm), build_discriminator(len(vocab), p)
+    gen, disc = copy_model(lm), build_discriminator(len(vocab), **p.discriminator_args)
     first = tf.constant(np.ones((4, 1), np.int32))
     never = never_mask(len(vocab), [])
     seed = tf.constant(1, tf.int64)
@@ -179,7 +127,7 @@ def test_d_steps_lower_the_discriminators_loss_and_raise_its_accuracy(lm, corpus
 
     def judged():
         r, f = gan.discriminator(real), gan.discriminator(fakes)
-        return float(d_loss(r, f, loss)), np.mean(d_accuracy(r, f, loss))
+        return float(LOSSES[loss].d_loss(r, f)), np.mean(LOSSES[loss].accuracy(r, f))
 
     loss_before, acc_before = judged()
     step = tf.function(gan.d_step)
@@ -197,7 +145,7 @@ def _mean_realness(gan, val_ids, seed):
     ids, _ = gan.generate(tf.constant(windows[:, :1]), tf.constant(seed, tf.int64))
     real = gan.discriminator(tf.one_hot(windows[:, 1:], gan.vocab_size))
     fake = gan.discriminator(tf.one_hot(ids, gan.vocab_size))
-    return float(tf.reduce_mean(realness(real, fake, gan.params.loss)))
+    return float(tf.reduce_mean(gan.adversarial_loss.realness(real, fake)))
 
 
 @pytest.mark.parametrize("loss", ["rsgan", "standard"])
@@ -207,7 +155,8 @@ def test_generator_steps_raise_a_frozen_discriminators_score(lm, corpus, algorit
     seed_everything(2)
     p = gan_params(algorithm=algorithm, loss=loss, g_learning_rate=3e-3, **SMALL_GAN)
     gan = make_gan(lm, vocab, p, seed=2)
-    gan.beta.assign(5.0)
+    if algorithm == "gumbel":
+        gan.beta.assign(5.0)
     d_step, g_step = tf.function(gan.d_step), tf.function(gan.g_step)
     for step in range(40):  # teach D first, then freeze it
         x = _windows(train_ids, 16, 16, step)
@@ -216,7 +165,8 @@ def test_generator_steps_raise_a_frozen_discriminators_score(lm, corpus, algorit
     d_weights = [w.copy() for w in gan.discriminator.get_weights()]
     for step in range(15):
         x = _windows(train_ids, 16, 16, 100 + step)
-        g_step(tf.constant(x[:, :-1]), tf.constant(x[:, 1:]), tf.constant(100 + step, tf.int64))
+        w = tf.ones(x[:, 1:].shape)
+        g_step(tf.constant(x[:, :-1]), tf.constant(x[:, 1:]), w, tf.constant(100 + step, tf.int64))
     after = _mean_realness(gan, val_ids, 7)
     assert after > before, (before, after)
     for a, b in zip(d_weights, gan.discriminator.get_weights(), strict=True):
@@ -270,15 +220,11 @@ def _first_token_is_k(one_hot):
     return _at_last_position(6.0 * (2.0 * one_hot[:, :1, K] - 1.0))
 
 
-def _tiny_reinforce(score, conditions=None, **overrides):
+def _tiny_reinforce(score, conditions=None, dropout=0.0, **settings):
     seed_everything(0)
-    tiny = lstm_params(embedding_dim=8, hidden=16, layers=1, dropout=overrides.pop("dropout", 0.0))
-    settings = dict(algorithm="reinforce", loss="standard", discriminator="lstm", seq_len=T)
-    settings.update(batch_size=64, g_learning_rate=0.02, mle_weight=0.0)
-    settings.update(overrides)
-    p = gan_params(**settings)
-    gan = TextGAN(build_model(V, tiny), _Judge(score), p, 0, conditions or Conditions(T, V))
-    gan.compile(keras.optimizers.Adam(1e-3), keras.optimizers.Adam(p.g_learning_rate))
+    generator = build_model(V, embedding_dim=8, hidden=16, layers=1, dropout=dropout)
+    gan = ReinforceGAN(generator, _Judge(score), conditions or Conditions(T, V), 0, **settings)
+    gan.compile(keras.optimizers.Adam(1e-3), keras.optimizers.Adam(0.02), LOSSES["standard"])
     return gan
 
 
@@ -288,9 +234,9 @@ def _share_of_k(gan, position):
 
 
 def _reinforce_steps(gan, steps):
-    step, rows = tf.function(gan.g_step), tf.ones((gan.params.batch_size, T), tf.int32)
+    step, rows = tf.function(gan.g_step), tf.ones((64, T), tf.int32)
     for i in range(steps):
-        step(rows, rows, tf.constant(i, tf.int64))
+        step(rows, rows, tf.ones((64, T)), tf.constant(i, tf.int64))
 
 
 def test_reinforce_learns_the_token_a_discriminator_rewards():
@@ -335,42 +281,46 @@ def test_reinforce_scores_the_sampling_policy_and_survives_padding():
 
 
 def test_the_mle_loss_is_per_real_token():
-    """On padded rows, the generator's MLE term averages over real tokens only (as rows_nll)."""
+    """On padded rows, the generator's MLE term averages over real tokens only (as the held-out
+    NLL does); the weights come with the batch (``sources.RowSource``)."""
     gan = _tiny_reinforce(_first_token_is_k, Conditions(T, V, never=(0,), eos_id=5), mle_weight=1.0)
     rows = np.array([[1, 2, 5, 0, 0], [1, 3, 4, 2, 5], [1, 5, 0, 0, 0]], np.int32)
-    mle = float(gan.mle_loss(tf.constant(rows[:, :-1]), tf.constant(rows[:, 1:])))
-    assert mle == pytest.approx(rows_nll(gan.generator, rows, batch_size=3), rel=1e-5)
+    x, y, w = next(RowSource(rows).batches(3, T, seed=0).as_numpy_iterator())
+    mle = float(gan.mle_loss(tf.constant(x), tf.constant(y), tf.constant(w)))
+    assert mle == pytest.approx(heldout_nll(gan.generator, RowSource(rows), 3), rel=1e-5)
 
 
 def _train(lm, corpus, p, seed, callbacks=(), checkpoint_dir=None):
     vocab, train_ids, val_ids = corpus
     seed_everything(seed)
     gan = make_gan(lm, vocab, p, seed)
-    monitor = GANMonitor(lm, val_ids, vocab.decode, seed)
+    monitor = GANMonitor(
+        lm,
+        StreamSource(val_ids),
+        vocab.decode,
+        seed,
+        samples=p.eval_samples,
+        val_tokens=p.eval_val_tokens,
+        steps=p.steps,
+        steps_per_epoch=p.log_every,
+        seq_len=p.seq_len,
+    )
     checkpoint = Checkpoint(checkpoint_dir, gan, [monitor]) if checkpoint_dir else None
-    fit_gan(gan, train_ids, [monitor, *callbacks], checkpoint)
+    train = StreamSource(train_ids)
+    fit_gan(gan, train, p.batch_size, p.steps, p.log_every, [monitor, *callbacks], checkpoint)
     return gan, monitor
 
 
 @pytest.mark.parametrize("algorithm", ["gumbel", "reinforce"])
-def test_training_is_reproducible_and_reports(lm, corpus, algorithm):
-    p = gan_params(algorithm=algorithm, steps=6, d_pretrain_steps=3, **SMALL_GAN)
-    (ga, a), (gb, b) = _train(lm, corpus, p, 4), _train(lm, corpus, p, 4)
-    np.testing.assert_equal(a.history, b.history)  # nan (no loss at step 0) equals nan
-    for wa, wb in zip(ga.get_weights(), gb.get_weights(), strict=True):
-        np.testing.assert_array_equal(wa, wb)
-    seed_everything(4)
-    untrained = make_gan(lm, corpus[0], p, 4)  # what _train started from
-    for trained, start in [(ga.generator, lm), (ga.discriminator, untrained.discriminator)]:
-        # fit_gan trains every weight of both networks, but RSGAN's loss sees only differences
-        # of D's logits, which the output bias cancels from.
-        still = [
-            a.path
-            for a, b in zip(trained.trainable_weights, start.trainable_weights, strict=True)
-            if np.array_equal(a, b)
-        ]
-        rsgan_d = trained is ga.discriminator and p.loss == "rsgan"
-        assert still == (["d_logit/bias"] if rsgan_d else []), still
+def test_training_reports_and_a_killed_run_resumes_to_the_same_weights(
+    lm, corpus, tmp_path, algorithm
+):
+    """A whole run of fit_gan, and one killed in its last (short) epoch then resumed in fresh
+    objects, as a new process would: the same curve and the same weights, draw for draw."""
+    p = gan_params(algorithm=algorithm, steps=8, d_pretrain_steps=2, d_steps=2, **SMALL_GAN)
+    p = p.model_copy(update={"log_every": 3, "d_dropout": 0.25})  # seeds must resume too
+    whole, whole_monitor = _train(lm, corpus, p, 5)
+    history = whole_monitor.history
     assert {
         "d_accuracy_real",
         "d_accuracy_fake",
@@ -380,46 +330,54 @@ def test_training_is_reproducible_and_reports(lm, corpus, algorithm):
         "distinct_2",
         "d_loss",
         "g_loss",
-        "beta",
-    } <= a.history[-1].keys()
-    assert [h["step"] for h in a.history] == [0, 5, 6]  # the warm start, then every log_every
+    } <= history[-1].keys()
+    assert ("beta" in history[-1]) == (algorithm == "gumbel")  # the relaxation's setting
+    assert [h["step"] for h in history] == [0, 3, 6, 8]  # the warm start, every log_every, end
     if algorithm == "reinforce":  # D is trained on hard samples: both accuracies are one
-        assert all(h["d_accuracy_fake"] == h["d_accuracy_fake_hard"] for h in a.history)
-    assert ga.g_optimizer.iterations.numpy() == 6  # gan.steps generator updates
-    assert ga.d_optimizer.iterations.numpy() == 3 + 6 * p.d_steps
+        assert all(h["d_accuracy_fake"] == h["d_accuracy_fake_hard"] for h in history)
+    assert whole.g_optimizer.iterations.numpy() == 8  # gan.steps generator updates
+    assert whole.d_optimizer.iterations.numpy() == 2 + 8 * p.d_steps
+    seed_everything(5)
+    untrained = make_gan(lm, corpus[0], p, 5)  # what _train started from
+    for trained, start in [(whole.generator, lm), (whole.discriminator, untrained.discriminator)]:
+        # fit_gan trains every weight of both networks, but RSGAN's loss sees only differences
+        # of D's logits, which the output bias cancels from.
+        still = [
+            a.path
+            for a, b in zip(trained.trainable_weights, start.trainable_weights, strict=True)
+            if np.array_equal(a, b)
+        ]
+        rsgan_d = trained is whole.discriminator and p.loss == "rsgan"
+        assert still == (["d_logit/bias"] if rsgan_d else []), still
 
-
-class _Kill(keras.callbacks.Callback):
-    """Stops a run the way a kill would: at the end of epoch ``after``, before its checkpoint
-    (the run resumes after the epoch before)."""
-
-    def __init__(self, after: int):
-        super().__init__()
-        self.after = after
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.after:
-            raise KeyboardInterrupt
-
-
-@pytest.mark.parametrize("algorithm", ["gumbel", "reinforce"])
-def test_a_killed_run_resumes_through_fit_to_the_same_weights(lm, corpus, tmp_path, algorithm):
-    p = gan_params(algorithm=algorithm, steps=9, d_pretrain_steps=2, d_steps=2, **SMALL_GAN)
-    p = p.model_copy(update={"log_every": 3, "d_dropout": 0.25})  # seeds must resume too
-    whole, whole_monitor = _train(lm, corpus, p, 5)
     with pytest.raises(KeyboardInterrupt):
-        _train(lm, corpus, p, 5, [_Kill(after=2)], checkpoint_dir=tmp_path)
+        # Killed before epoch 2's checkpoint (the callback comes first): it resumes after 1.
+        _train(lm, corpus, p, 5, [KillAt(2)], checkpoint_dir=tmp_path)
     resumed, monitor = _train(lm, corpus, p, 5, checkpoint_dir=tmp_path)
-    np.testing.assert_equal(monitor.history, whole_monitor.history)  # the whole curve
+    np.testing.assert_equal(monitor.history, history)  # the whole curve (nan equals nan)
     for a, b in zip(whole.get_weights(), resumed.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)  # generator, discriminator, reward baseline
-    assert resumed.g_optimizer.iterations.numpy() == 9
+    assert resumed.g_optimizer.iterations.numpy() == 8
 
 
 def test_beta_schedules():
-    p = gan_params(steps=11, beta_max=100.0)
-    assert beta_at(0, p) == pytest.approx(1.0)
-    assert beta_at(10, p) == pytest.approx(100.0)
-    assert beta_at(5, p) == pytest.approx(10.0)  # exponential: geometric midpoint
-    lin = p.model_copy(update={"beta_schedule": "linear"})
-    assert beta_at(5, lin) == pytest.approx(50.5)
+    assert beta_at(0, 11, 100.0) == pytest.approx(1.0)
+    assert beta_at(10, 11, 100.0) == pytest.approx(100.0)
+    assert beta_at(5, 11, 100.0) == pytest.approx(10.0)  # exponential: geometric midpoint
+    assert beta_at(5, 11, 100.0, "linear") == pytest.approx(50.5)
+    assert beta_at(0, 11, 100.0, "constant") == 100.0
+
+
+def test_a_validation_split_too_short_for_the_monitor_is_refused_before_training(lm):
+    with pytest.raises(ValueError, match="too few for windows of 16"):
+        GANMonitor(
+            lm,
+            StreamSource(np.arange(10, dtype=np.int32)),
+            str,
+            0,
+            samples=4,
+            val_tokens=10,
+            steps=2,
+            steps_per_epoch=1,
+            seq_len=16,
+        )

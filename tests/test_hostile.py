@@ -2,7 +2,9 @@
 or params.yaml key, exit status 1, no traceback, and not one file created or changed.
 
 Every case runs on a copy of one tiny repository whose pipeline has run, so each stage meets
-its bad input with everything else in place.
+its bad input with everything else in place. Cases run the stage's ``main`` in this process
+(TensorFlow is imported once, not once a case); one case per command (``process=True``) runs
+it as the pipeline does, a process of its own, so nothing a fresh process prints is missed.
 """
 
 import hashlib
@@ -18,7 +20,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.repos import TINY_PARAMS, init_repo, make_repo, run
+from tests.repos import CLI, run, run_in_process
 
 
 def _params(**changes) -> Callable[[Path], None]:
@@ -82,30 +84,49 @@ class Case:
     command: str  # a stage name, or a command line
     change: Callable[[Path], None]
     needles: tuple[str, ...]
+    process: bool = False  # run in a process of its own, not in this one
 
     def __str__(self) -> str:
         return self.name
 
 
-CLI = f"{sys.executable} -m textgen"
+SPREAD = True  # each case copies the shared run: pytest-xdist may spread them
 CASES = [
     # params.yaml (every stage validates all of it first)
     Case(
         "params-not-yaml", "prepare", _write("params.yaml", "data: [unclosed\n"), ("params.yaml",)
     ),
     Case("params-a-list", "prepare", _write("params.yaml", "- 1\n- 2\n"), ("params.yaml",)),
-    Case("params-missing", "train_lstm", _delete("params.yaml"), ("params.yaml",)),
-    Case("params-unknown-key", "prepare", _params(data__corpuss="x"), ("data.corpuss",)),
+    Case("params-missing", "train_lstm", _delete("params.yaml"), ("params.yaml",), process=True),
+    Case(
+        "params-unknown-key",
+        "prepare",
+        _params(data__corpuss="x"),
+        ("data.corpuss",),
+        process=True,
+    ),
     Case("params-missing-key", "train_lstm", _params(lstm__hidden=None), ("lstm.hidden",)),
     Case("hidden-bool", "train_lstm", _params(lstm__hidden=True), ("lstm.hidden",)),
     Case("hidden-float", "train_lstm", _params(lstm__hidden=2.5), ("lstm.hidden",)),
     Case("seed-too-big", "train_lstm", _params(seed=2**32), ("seed",)),
-    Case("seed-negative", "sample", _params(seed=-1), ("seed",)),
-    Case("judge-seed-negative", "train_judge", _params(judge__seed=-1), ("judge.seed",)),
+    Case("seed-negative", "sample", _params(seed=-1), ("seed",), process=True),
+    Case(
+        "judge-seed-negative",
+        "train_judge",
+        _params(judge__seed=-1),
+        ("judge.seed",),
+        process=True,
+    ),
     Case(
         "lr-inf", "train_lstm", _params(lstm__learning_rate=float("inf")), ("lstm.learning_rate",)
     ),
-    Case("mle-nan", "train_gan", _params(gan__mle_weight=float("nan")), ("gan.mle_weight",)),
+    Case(
+        "mle-nan",
+        "train_gan",
+        _params(gan__mle_weight=float("nan")),
+        ("gan.mle_weight",),
+        process=True,
+    ),
     Case("lowercase-string", "prepare", _params(data__lowercase="yes"), ("data.lowercase",)),
     Case(
         "filter-too-wide", "train_gan", _params(gan__d_filter_widths=[99]), ("gan.d_filter_widths",)
@@ -118,6 +139,7 @@ CASES = [
         "evaluate",
         _params(evaluate__temperatures=[0.7]),
         ("evaluate.temperatures",),
+        process=True,
     ),
     Case("fraction-one", "prepare", _params(data__val_fraction=1.0), ("data.val_fraction",)),
     Case("distribute-tpu", "train_lstm", _params(lstm__distribute="tpu"), ("lstm.distribute",)),
@@ -218,8 +240,26 @@ CASES = [
         _write("samples/gan.jsonl", '{"text": "a"}\n{oops\n'),
         ("gan.jsonl:2",),
     ),
+    Case(
+        "samples-not-ours",
+        "evaluate",
+        _write("samples/lstm.jsonl", '{"text": "a"}\n'),
+        ("lstm.jsonl", "prompt, length and ids"),
+    ),
+    Case(
+        "samples-ids-not-numbers",
+        "evaluate",
+        _write("samples/gan.jsonl", '{"prompt": "a", "length": 3, "ids": ["x"]}\n'),
+        ("gan.jsonl", "prompt, length and ids"),
+    ),
     # the command line
-    Case("cli-temperature", f"{CLI} generate --temperature -1", lambda r: None, ("temperature",)),
+    Case(
+        "cli-temperature",
+        f"{CLI} generate --temperature -1",
+        lambda r: None,
+        ("temperature",),
+        process=True,
+    ),
     Case("cli-num-samples", f"{CLI} generate -n 0", lambda r: None, ("--num-samples",)),
     Case("cli-seed", f"{CLI} generate --seed 99999999999", lambda r: None, ("--seed",)),
     Case(
@@ -260,28 +300,33 @@ def _snapshot(repo: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    repo = init_repo(make_repo(tmp_path_factory.mktemp("hostile") / "repo", TINY_PARAMS))
-    run("dvc repro -q", repo)
-    return repo
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_hostile_input_is_one_line_and_changes_nothing(built, tmp_path, case):
+def test_hostile_input_is_one_line_and_changes_nothing(tiny_pipeline, tmp_path, case):
     repo = tmp_path / "repo"
-    shutil.copytree(built, repo, symlinks=True)
+    shutil.copytree(tiny_pipeline, repo, symlinks=True)
     case.change(repo)
     before = _snapshot(repo)
-    command = case.command if " " in case.command else f"{sys.executable} stages/{case.command}.py"
-    proc = run(command, repo, check=False)
-    lines = proc.stderr.strip().splitlines()
-    print(f"{case}: exit {proc.returncode}: {proc.stderr.strip()}")  # (pytest -rP shows them)
-    assert proc.returncode == 1, f"exit {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr}"
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert len(lines) == 1, proc.stderr
+    if case.process:
+        command = case.command
+        if " " not in command:
+            command = f"{sys.executable} stages/{command}.py"
+        proc = run(command, repo, check=False)
+        code, stderr = proc.returncode, proc.stderr
+    else:
+        code, stderr = run_in_process(repo, case.command)
+    lines = stderr.strip().splitlines()
+    print(f"{case}: exit {code}: {stderr.strip()}")  # (pytest -rP shows them)
+    assert code == 1, f"exit {code}\n{stderr}"
+    assert "Traceback" not in stderr, stderr
+    assert len(lines) == 1, stderr
     assert lines[0].startswith("error: "), lines[0]
     for needle in case.needles:
         assert needle in lines[0], lines[0]
     assert _snapshot(repo) == before, "a failed run created or changed files"
+
+
+def test_every_command_runs_once_as_a_process():
+    """The in-process runs stand for processes: each command is also tried as one."""
+    commands = {c.command if " " not in c.command else CLI for c in CASES}
+    assert commands == {c.command if " " not in c.command else CLI for c in CASES if c.process}

@@ -100,7 +100,7 @@ def test_sigkill_at_any_point_then_repro_gives_the_uninterrupted_outputs(tmp_pat
 
     done = _repro(straight, audit)
     assert done.returncode == 0, done.stdout + done.stderr
-    lstm = json.loads((straight / "metrics/lstm.json").read_text())
+    lstm = json.loads((straight / "results/lstm.json").read_text())
     assert lstm["epochs"] < PROFILE["lstm"]["epochs"], "early stopping should fire here"
 
     outputs = _outputs(killed)

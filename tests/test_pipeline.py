@@ -2,7 +2,6 @@
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import yaml
 from tests.corpora import make_korean, make_play
 from tests.params import ORACLE_SHIPPED, merged
 from tests.repos import (
+    CLI,
     EVALUATE_KEYS,
     ROOT,
     TINY_PARAMS,
@@ -19,18 +19,17 @@ from tests.repos import (
     make_repo,
     read_metrics,
     run,
+    run_in_process,
 )
 
-
-def _stage(repo: Path, stage: str):
-    return run(f"{sys.executable} stages/{stage}.py", repo, check=False)
+SPREAD = True  # nothing costly is shared: pytest-xdist may run each test on its own worker
 
 
-def _assert_one_line_failure(proc, *needles):
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 1, proc.stderr
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
+def _assert_one_line_failure(code: int, stderr: str, *needles: str) -> None:
+    lines = stderr.strip().splitlines()
+    assert code == 1, stderr
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
     for needle in needles:
         assert needle in lines[0], lines[0]
 
@@ -55,16 +54,17 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, change, needles):
     (tmp_path / "outside.txt").write_text(make_play(50))
     change(repo, params)
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
-    _assert_one_line_failure(_stage(repo, "prepare"), *needles)
+    # In this process (tests/test_hostile.py runs each command as a process too).
+    _assert_one_line_failure(*run_in_process(repo, "prepare"), *needles)
     assert not (repo / "data/prepared").exists()
     assert not (repo / "metrics").exists()
 
 
 def test_missing_inputs_of_later_stages(tmp_path):
     repo = make_repo(tmp_path / "repo")
-    _assert_one_line_failure(_stage(repo, "sample"), "models/lstm.keras", "not found")
-    gen = run(f"{sys.executable} -m textgen generate --model nope.keras", repo, check=False)
-    _assert_one_line_failure(gen, "nope.keras")
+    _assert_one_line_failure(*run_in_process(repo, "sample"), "models/lstm.keras", "not found")
+    gen = run_in_process(repo, f"{CLI} generate --model nope.keras")
+    _assert_one_line_failure(*gen, "nope.keras")
 
 
 LINE_PARAMS = {
@@ -88,7 +88,7 @@ def _assert_intervals(repo: Path, criteria: dict[str, tuple[str, str]]) -> None:
     """The verdict's numbers, checked so that they can fail: every sweep point's interval
     holds its point, the comparison has exactly its keys, and the winner flags follow the
     sign of the gap's interval. ``criteria``: name -> (quality, diversity) metrics."""
-    evaluate = json.loads((repo / "metrics/evaluate.json").read_text())
+    evaluate = json.loads((repo / "results/evaluate.json").read_text())
     for model in ["lstm", "gan"]:
         sweep = json.loads((repo / f"plots/sweep/{model}.json").read_text())
         for point in sweep:
@@ -131,7 +131,7 @@ def test_line_corpus_with_word_tokens_end_to_end(tmp_path):
     assert train.ndim == 2 and train.shape[1] == 12  # <bos> + 10 tokens + <eos>
     assert (train[:, 0] == 2).all() and ((train == 3).sum(axis=1) == 1).all()
     metrics = read_metrics(repo)
-    assert metrics["metrics/prepare.json"]["train_sequences"] == len(train)
+    assert metrics["results/prepare.json"]["train_sequences"] == len(train)
     for model in ["lstm", "gan"]:
         samples = [json.loads(line) for line in (repo / f"samples/{model}.jsonl").open()]
         assert len(samples) == 10
@@ -141,8 +141,8 @@ def test_line_corpus_with_word_tokens_end_to_end(tmp_path):
             assert 0 not in ids and 2 not in ids  # never padding or a begin token
             # The end token ends a sample: it is the last id, or the sample ran to its length.
             assert (3 not in ids and len(ids) == 12) or ids.index(3) == len(ids) - 1
-        assert metrics["metrics/evaluate.json"][model].keys() >= EVALUATE_KEYS
-    assert metrics["metrics/lstm.json"]["val_nll_nats"] < np.log(30)
+        assert metrics["results/evaluate.json"][model].keys() >= EVALUATE_KEYS
+    assert metrics["results/lstm.json"]["val_nll_nats"] < np.log(30)
     _assert_intervals(
         repo, {"bleu": ("bleu_4", "self_bleu_4"), "lm": ("lm_score_nats", "reverse_lm_nats")}
     )
@@ -160,7 +160,7 @@ def test_korean_stream_end_to_end_without_retracing(tmp_path):
     assert "줄" in vocab["tokens"]
     sample = json.loads((repo / "samples/gan.jsonl").open(encoding="utf-8").readline())
     assert any("\uac00" <= ch <= "\ud7a3" for ch in sample["text"])  # Hangul syllables
-    assert read_metrics(repo)["metrics/evaluate.json"]["gan"].keys() >= EVALUATE_KEYS
+    assert read_metrics(repo)["results/evaluate.json"]["gan"].keys() >= EVALUATE_KEYS
 
 
 ORACLE_PARAMS = merged(
@@ -193,6 +193,7 @@ def test_oracle_benchmark_pipeline_end_to_end(tmp_path):
             "data",
             "models",
             "metrics",
+            "results",
             "plots",
             "reports",
             "dvclive",
@@ -218,10 +219,10 @@ def test_oracle_benchmark_pipeline_end_to_end(tmp_path):
     assert "oracle" not in run("dvc status", repo).stdout
     assert "up to date" in run("dvc status", repo / "oracle").stdout
 
-    oracle = json.loads((repo / "oracle/metrics/oracle.json").read_text())
+    oracle = json.loads((repo / "oracle/results/oracle.json").read_text())
     assert oracle["oracle_entropy_nats"] < oracle["nll_oracle_uniform"]
     assert abs(oracle["nll_oracle_real"] - oracle["oracle_entropy_nats"]) < 0.3
-    evaluate = json.loads((repo / "oracle/metrics/evaluate.json").read_text())
+    evaluate = json.loads((repo / "oracle/results/evaluate.json").read_text())
     for model in ["lstm", "gan"]:
         assert {"nll_oracle", "nll_test"} <= evaluate[model].keys()
         sweep = json.loads((repo / f"oracle/plots/sweep/{model}.json").read_text())
@@ -240,8 +241,9 @@ def test_a_stage_reading_an_undeclared_param_stops_with_its_name(tmp_path):
     pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
     pipeline["stages"]["prepare"]["params"] = []  # as if `data` had been forgotten
     (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline))
-    _assert_one_line_failure(_stage(repo, "prepare"), "stage 'prepare' reads params key 'data'")
+    failure = run_in_process(repo, "prepare")
+    _assert_one_line_failure(*failure, "stage 'prepare' reads params key 'data'")
     assert not (repo / "data/prepared").exists()
 
     (repo / "dvc.yaml").unlink()  # a stage run outside its pipeline's folder
-    _assert_one_line_failure(_stage(repo, "prepare"), "dvc.yaml: no stage 'prepare'")
+    _assert_one_line_failure(*run_in_process(repo, "prepare"), "dvc.yaml: no stage 'prepare'")

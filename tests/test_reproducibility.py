@@ -5,6 +5,7 @@ that each run their own code."""
 
 import json
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -19,7 +20,6 @@ from tests.repos import (
     METRIC_KEYS,
     TIMINGS,
     TINY_PARAMS,
-    init_repo,
     make_repo,
     read_metrics,
     run,
@@ -27,24 +27,23 @@ from tests.repos import (
 )
 
 pytestmark = pytest.mark.slow
+SPREAD = True  # `team` is a copy of the shared run: pytest-xdist may spread the tests
 STAGES = {"prepare", "train_judge", "train_lstm", "train_gan", "sample", "evaluate"}
 
 
 @pytest.fixture(scope="module")
-def team(tmp_path_factory) -> Path:
+def team(tiny_pipeline, tmp_path_factory) -> Path:
     """``origin.git`` and a DVC remote ``remote/``, holding a run of the pipeline made in
-    clone ``a`` (which stays, with its outputs and timings)."""
+    ``a`` (the shared tiny run, which stays, with its outputs and timings)."""
     root = tmp_path_factory.mktemp("team")
-    src = init_repo(make_repo(root / "src"))
-    run(f"dvc remote add -d storage {root / 'remote'}", src)
+    a = root / "a"
+    shutil.copytree(tiny_pipeline, a, symlinks=True)
+    run(f"dvc remote add -d storage {root / 'remote'}", a)
     # The built-in corpus is fetched at set-up; this small one travels in git.
-    run("git add -f data/raw/tiny && git commit -qam 'DVC remote, corpus'", src)
-    run("git clone -q --bare src origin.git", root)
-    a = clone(root, "a")
-    out = run("dvc repro", a).stdout
-    assert stages_run(out) == STAGES
-    run("git add -A && git commit -qm 'pipeline run' && git push -q origin main", a)
+    run("git add -f data/raw/tiny && git add -A && git commit -qm 'pipeline run'", a)
     run("dvc push", a)
+    run("git clone -q --bare a origin.git", root)
+    run("git remote add origin ../origin.git && git fetch -q origin", a)
     return root
 
 
@@ -91,12 +90,12 @@ def test_pipeline_outputs_metrics_and_plots(team):
     for name, keys in METRIC_KEYS.items():
         assert keys <= metrics[name].keys(), name
         assert not TIMINGS & metrics[name].keys(), f"{name}: timings make hashes differ"
-    assert set(metrics["metrics/evaluate.json"]) == {"lstm", "gan", "compare"}
+    assert set(metrics["results/evaluate.json"]) == {"lstm", "gan", "compare"}
     for model in ["lstm", "gan"]:
-        assert metrics["metrics/evaluate.json"][model].keys() >= EVALUATE_KEYS
+        assert metrics["results/evaluate.json"][model].keys() >= EVALUATE_KEYS
         sweep = json.loads((repo / f"plots/sweep/{model}.json").read_text())
         assert [p["temperature"] for p in sweep] == [0.7, 1.3]
-    compare = metrics["metrics/evaluate.json"]["compare"]
+    compare = metrics["results/evaluate.json"]["compare"]
     assert set(compare) == {"bleu", "lm"}
     report = (repo / "reports/report.md").read_text()
     assert "## Verdict" in report and "## Temperature sweep" in report
@@ -105,8 +104,8 @@ def test_pipeline_outputs_metrics_and_plots(team):
         svg = (repo / "reports" / chart).read_text()
         assert svg.startswith("<svg") and "LSTM (MLE)" in svg and "T=0.7" in svg
     assert report.count("```text") == 2 * 2  # 2 models x 2 temperatures x 1 sample
-    assert metrics["metrics/lstm.json"]["val_nll_nats"] < np.log(
-        metrics["metrics/prepare.json"]["vocab_size"]
+    assert metrics["results/lstm.json"]["val_nll_nats"] < np.log(
+        metrics["results/prepare.json"]["vocab_size"]
     ), "the model must beat a uniform guess"
     for model in ["lstm", "gan"]:
         samples = [json.loads(line) for line in (repo / f"samples/{model}.jsonl").open()]
@@ -121,8 +120,15 @@ def test_pipeline_outputs_metrics_and_plots(team):
     shown = json.loads(run("dvc metrics show --json", repo).stdout)
     files = next(iter(shown.values()))["data"]
     shown_bpc = files["metrics/evaluate.json"]["data"]["lstm"]["test_bpc"]
-    assert shown_bpc == metrics["metrics/evaluate.json"]["lstm"]["test_bpc"]
+    assert shown_bpc == metrics["results/evaluate.json"]["lstm"]["test_bpc"]
     assert files["timings/train_lstm.json"]["data"]["train_tokens_per_s"] > 0
+    # The headline only: a table that fits a screen, each figure also in results/.
+    declared = yaml.safe_load((repo / "dvc.yaml").read_text())["metrics"]
+    numbers = [v for path in declared for v in _leaves(files[path]["data"])]
+    assert len(numbers) <= 25, len(numbers)
+    for name, figures in metrics.items():
+        headline = files[name.replace("results/", "metrics/")]["data"]
+        assert headline and _leaves(headline) <= _leaves(figures), name
     assert files["timings/train_gan.json"]["data"]["train_seconds"] > 0
     plots = run("dvc plots show --json", repo).stdout
     assert "LSTM loss" in plots
@@ -175,7 +181,7 @@ def test_teammate_pulls_and_pipeline_ci_verifies_a_change(team):
     verdicts = r"^(The LSTM \(MLE\)|The GAN) is better here|^No clear winner here"
     assert re.search(verdicts, verdict, re.M), verdict
     metrics_table = text.split("## Metrics")[1].split("## Params")[0]
-    assert "metrics/gan.json" in metrics_table and "steps" in metrics_table
+    assert "metrics/gan.json" in metrics_table and "val_nll_nats" in metrics_table
     assert "metrics/prepare.json" not in metrics_table, "unchanged metrics are not listed"
     assert "timings/" not in metrics_table and "failed to load" not in metrics_table
     assert "gan.steps" in text.split("## Params")[1]
@@ -198,9 +204,7 @@ def test_queued_experiments_run_their_own_code_and_params(team):
     # The first experiment carries a library change; the second does not.
     metrics_py = repo / "textgen/metrics.py"
     original = metrics_py.read_text()
-    changed = original.replace(
-        'f"{prefix}nll_nats": nll_nats,', 'f"{prefix}nll_nats": nll_nats, "code_mark": 1.0,'
-    )
+    changed = original.replace('f"{prefix}nll_nats": nll_nats,', 'f"{prefix}nll_nats": -1.0,')
     assert changed != original
     metrics_py.write_text(changed)
     run("dvc exp run --queue -n changed-code -S lstm.hidden=12", repo)
@@ -219,11 +223,23 @@ def test_queued_experiments_run_their_own_code_and_params(team):
     assert _params(plain_row)["lstm"]["hidden"] == 10
     changed_lstm = _metrics(changed_row, "metrics/lstm.json")
     plain_lstm = _metrics(plain_row, "metrics/lstm.json")
-    assert changed_lstm["code_mark"] == 1.0, "the experiment ran its own textgen/metrics.py"
-    assert "code_mark" not in plain_lstm
-    assert changed_lstm["parameters"] > plain_lstm["parameters"]
-    assert _metrics(plain_row, "metrics/evaluate.json")["lstm"]["bleu_4"] >= 0
+    assert changed_lstm["val_nll_nats"] == -1.0, "the experiment ran its own textgen/metrics.py"
+    assert plain_lstm["val_nll_nats"] > 0
+    assert _metrics(plain_row, "metrics/evaluate.json")["lstm"]["test_nll_nats"] > 0
     run("dvc queue stop", repo, check=False)
+
+
+def _leaves(tree) -> set:
+    """The (dotted key, value) pairs of a nested dict's numbers."""
+    if not isinstance(tree, dict):
+        return set()
+    out = set()
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out |= {(f"{key}.{k}", v) for k, v in _leaves(value)}
+        else:
+            out.add((key, value))
+    return out
 
 
 def _exp_rows(tree):
@@ -257,7 +273,7 @@ def test_clone_sharing_an_environment_runs_its_own_library(tmp_path):
     )
     assert corpus.read_text() != original
     run(f"{sys.executable} stages/prepare.py", repo)
-    assert json.loads((repo / "metrics/prepare.json").read_text())["code_mark"] == 1
+    assert json.loads((repo / "results/prepare.json").read_text())["code_mark"] == 1
 
 
 def test_dvc_plots_show_draws_every_chart_offline(team, tmp_path):

@@ -1,11 +1,15 @@
+import itertools
+
 import numpy as np
 import pytest
 
 from tests.params import lstm_params
 from textgen.backend import tf
-from textgen.lstm import build_model, train
+from textgen.model import build_model
 from textgen.sampling import Decoding, Sampler, filter_logits, generate_texts
 from textgen.seeding import seed_everything
+from textgen.sources import StreamSource
+from textgen.training import train
 from textgen.vocab import Vocabulary
 
 SMALL = lstm_params(embedding_dim=8, hidden=16, layers=1, dropout=0.0, seq_len=16, batch_size=8)
@@ -14,7 +18,7 @@ SMALL = lstm_params(embedding_dim=8, hidden=16, layers=1, dropout=0.0, seq_len=1
 @pytest.fixture(scope="module")
 def model():
     seed_everything(3)
-    net = build_model(12, SMALL)
+    net = build_model(12, **SMALL.architecture)
     # An untrained net's logits are near-ties; spread them so "the argmax" is well defined.
     kernel, bias = net.get_layer("logits").get_weights()
     net.get_layer("logits").set_weights([kernel * 30, bias])
@@ -77,12 +81,12 @@ def test_prompt_is_respected():
     seed_everything(0)
     text = "abcdefgh" * 400
     vocab = Vocabulary.from_text(text)
-    net = build_model(len(vocab), SMALL)
+    net = build_model(len(vocab), **SMALL.architecture)
     params = SMALL.model_copy(
         update={"epochs": 4, "steps_per_epoch": 40, "learning_rate": 0.02, "warmup_steps": 0}
     )
     ids = vocab.encode(text)
-    train(net, ids, ids[:400], params, seed=0, verbose=0)
+    train(net, StreamSource(ids), StreamSource(ids[:400]), params, seed=0, verbose=0)
     for prompt, expected in [("abcdefghabc", "defgh"), ("cdefghabcdefg", "habcd")]:
         texts = generate_texts(net, vocab, prompt, 2, 5, Decoding(temperature=0.0))
         assert texts == [expected, expected]
@@ -95,17 +99,40 @@ def test_decoding_rejects_impossible_settings():
         Decoding(top_p=0)
 
 
-@pytest.mark.parametrize("chunk", [1, 3, 7, 40])
+@pytest.mark.parametrize(
+    ("chunk", "max_chunk"),
+    [(1, 1), (3, 3), (7, 7), (40, 40), (1, 4), (2, 8), (3, 128), (5, 6)],
+)
 @pytest.mark.parametrize("eos_id", [None, 4])
-def test_stream_gives_the_ids_of_generate(model, chunk, eos_id):
+def test_stream_gives_the_ids_of_generate(model, chunk, max_chunk, eos_id):
     """Chunks carry the state and the per-step seeds: the same ids as one rollout, end padding
-    included (an end token in one chunk pads the row in the next ones too)."""
+    included (an end token in one chunk pads the row in the next ones too), whatever the chunk
+    sizes: the first has ``chunk`` steps, each next one twice as many, up to ``max_chunk``."""
     sampler = Sampler(model, never=[0], eos_id=eos_id)
     prompt = np.array([2, 5], np.int32)
     for decoding in [Decoding(temperature=1.3), Decoding(temperature=0.9, top_k=5, top_p=0.9)]:
         whole = sampler.generate(prompt, 5, 23, decoding, seed=9)
-        parts = list(sampler.stream(prompt, 5, 23, decoding, seed=9, chunk=chunk))
-        assert all(p.shape[1] <= chunk for p in parts)
+        parts = list(
+            sampler.stream(prompt, 5, 23, decoding, seed=9, chunk=chunk, max_chunk=max_chunk)
+        )
+        widths = [p.shape[1] for p in parts]
+        assert widths[0] == min(chunk, 23) and max(widths) <= max_chunk
+        for before, width in itertools.pairwise(widths[:-1]):  # the last: what is left
+            assert width == min(2 * before, max_chunk), widths
+        if max_chunk == chunk:
+            assert all(p.shape[1] <= chunk for p in parts)
         np.testing.assert_array_equal(np.concatenate(parts, axis=1), whole)
     if eos_id is not None:
         assert (whole == eos_id).any(), "the test must exercise the end padding"
+
+
+def test_stream_chunks_grow_from_the_first_to_the_cap(model):
+    sampler = Sampler(model)
+    prompt = np.array([2], np.int32)
+    widths = [p.shape[1] for p in sampler.stream(prompt, 2, 100, chunk=3, max_chunk=20)]
+    assert widths == [3, 6, 12, 20, 20, 20, 19]
+    with pytest.raises(ValueError, match="chunk <= max_chunk"):
+        next(sampler.stream(prompt, 2, 100, chunk=8, max_chunk=4))
+    for call in (sampler.generate, sampler.stream):  # the same checks for both
+        with pytest.raises(ValueError, match="non-empty 1-D"):
+            next(iter(call(np.array([], np.int32), 2, 10)))

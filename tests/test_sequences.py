@@ -9,11 +9,14 @@ from tests.corpora import make_play
 from tests.params import lstm_params
 from tests.test_corpus import prepare
 from textgen.backend import tf
-from textgen.corpus import as_text, encode_lines, real_tokens
+from textgen.corpus import encode_lines, real_tokens
 from textgen.evaluation import lm_score
-from textgen.lstm import PAD_ID, build_model, logits_layer, row_dataset, rows_nll, train
+from textgen.model import build_model, logits_layer
 from textgen.sampling import Decoding, never_mask, prompt_context, rollout, sampler_for
+from textgen.scoring import heldout_nll
 from textgen.seeding import seed_everything
+from textgen.sources import PAD_ID, RowSource
+from textgen.training import train
 from textgen.vocab import Vocabulary
 
 SMALL = lstm_params(embedding_dim=8, hidden=16, layers=1, batch_size=16, epochs=3, warmup_steps=0)
@@ -28,7 +31,7 @@ def test_lines_become_rows_of_begin_tokens_end_and_padding():
     assert rows.tolist() == [[2, a, b, 3, 0], [2, c, 3, 0, 0]]
     assert vocab.decode_rows(rows) == ["a b", "c"]
     assert vocab.decode([2, a, 3, b, b]) == "a"  # the end token ends the text
-    assert as_text(rows, vocab) == "a b\nc"
+    assert RowSource(rows).text(vocab) == "a b\nc"
     again = Vocabulary.from_json(json.loads(json.dumps(vocab.to_json())))
     assert again == vocab and again.to_json()["special_tokens"] == {
         "pad": 0,
@@ -67,15 +70,16 @@ def rows_of(text: str, max_len: int = 12):
 def test_padding_never_counts_in_the_loss_or_the_metrics():
     vocab, rows = rows_of(make_play(60, seed=1))
     seed_everything(0)
-    model = build_model(len(vocab), SMALL)
+    model = build_model(len(vocab), **SMALL.architecture)
     wider = np.concatenate([rows, np.zeros((len(rows), 7), np.int32)], axis=1)
-    assert rows_nll(model, wider, 32) == pytest.approx(rows_nll(model, rows, 32), rel=1e-5)
+    assert heldout_nll(model, RowSource(wider), 32) == pytest.approx(
+        heldout_nll(model, RowSource(rows), 32), rel=1e-5
+    )
     context = rows[:, :1]
     assert lm_score(model, context, wider[:, 1:], vocab.pad_id) == pytest.approx(
         lm_score(model, context, rows[:, 1:], vocab.pad_id), rel=1e-5
     )
-    ds, _ = row_dataset(rows, 16, seed=0)
-    _, y, w = next(iter(ds))
+    _, y, w = next(iter(RowSource(rows).batches(16, 99, seed=0)))
     np.testing.assert_array_equal(w.numpy(), (y.numpy() != PAD_ID).astype(np.float32))
     assert (w.numpy() == 0).any()  # there is padding, and it weighs nothing
 
@@ -83,16 +87,17 @@ def test_padding_never_counts_in_the_loss_or_the_metrics():
 def test_training_on_lines_lowers_the_held_out_nll():
     vocab, rows = rows_of(make_play(300, seed=2))
     seed_everything(0)
-    model = build_model(len(vocab), SMALL)
-    before = rows_nll(model, rows[-50:], 32)
-    train(model, rows[:-50], rows[-50:], SMALL, seed=0, verbose=0)
-    assert rows_nll(model, rows[-50:], 32) < before - 0.5
+    model = build_model(len(vocab), **SMALL.architecture)
+    held_out = RowSource(rows[-50:])
+    before = heldout_nll(model, held_out, 32)
+    train(model, RowSource(rows[:-50]), held_out, SMALL, seed=0, verbose=0)
+    assert heldout_nll(model, held_out, 32) < before - 0.5
 
 
 def test_the_end_token_ends_a_sample_and_specials_are_never_drawn():
     vocab, _ = rows_of("a b c\nb c a\n")
     seed_everything(0)
-    model = build_model(len(vocab), SMALL)
+    model = build_model(len(vocab), **SMALL.architecture)
     kernel, bias = logits_layer(model).get_weights()
     bias[[vocab.pad_id, vocab.bos_id]] = 20.0  # the net would pick these, were they allowed
     bias[vocab.eos_id] = 2.0  # ... and ends sequences early
@@ -117,7 +122,7 @@ def test_the_end_token_ends_a_sample_and_specials_are_never_drawn():
 def test_gumbel_rollout_pads_after_the_end_token_hard_and_soft():
     vocab, _ = rows_of("a b c\nb c a\n")
     seed_everything(0)
-    model = build_model(len(vocab), SMALL)
+    model = build_model(len(vocab), **SMALL.architecture)
     kernel, bias = logits_layer(model).get_weights()
     bias[vocab.eos_id] = 3.0
     logits_layer(model).set_weights([kernel, bias])

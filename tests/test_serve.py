@@ -5,6 +5,7 @@ concurrency) and the page itself in headless Chromium."""
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -26,7 +27,8 @@ from serve.app import MAX_LENGTH, GenerateRequest, create_app
 from serve.charts import _verdict, plot_spec
 from serve.revisions import parse_exp_show
 from tests.browser import chromium
-from tests.repos import init_repo, make_repo, run
+from tests.repos import run
+from textgen.figures import sweep_chart
 
 # --- no repository needed ------------------------------------------------------------------
 
@@ -93,6 +95,23 @@ def test_plot_spec_from_dvc_yaml_entry():
     assert [v["series"] for v in curve["data"]["values"]] == ["eval/loss", "eval/loss"]
 
 
+def test_the_page_and_the_report_place_a_sweep_alike():
+    """One row-to-point rule (figures.chart_point) for the page's file rows and the report's
+    sweep points: the same points, a row without a number for an axis left out by both."""
+    rows = [
+        {"temperature": 0.5, "self_bleu_4": 0.2, "bleu_4": 0.3, "bleu_4_low": 0.25},
+        {"temperature": 1.0, "self_bleu_4": 0.1, "bleu_4": None},  # e.g. no samples scored
+        {"temperature": 1.5, "self_bleu_4": 0.05, "self_bleu_4_high": 0.07, "bleu_4": 0.2},
+    ]
+    entry = {"template": "errorbars", "x": "self_bleu_4", "y": {"plots/sweep/lstm.json": "bleu_4"}}
+    page = plot_spec("q", entry, {"plots/sweep/lstm.json": json.dumps(rows)})["data"]["values"]
+    report = sweep_chart("q", {"lstm: bleu_4": rows}, "self_bleu_4", "bleu_4", "x", "y")
+    assert len(page) == 2
+    assert page == [
+        {k: v for k, v in point.items() if k != "label"} for point in report["data"]["values"]
+    ]
+
+
 def test_verdict_is_the_report_section():
     report = (
         "# T\n\n## Verdict\n\nThe LSTM wins.\n\n- on BLEU\n- on LM\n\nWhy.\n\n## Metrics\n\nx\n"
@@ -107,12 +126,11 @@ CLI_ARGS = ["--prompt", PROMPT, "-n", "2", "--length", "30", "--temperature", "0
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
-    """A repo whose HEAD has trained models (prepare, train_lstm, train_gan), an experiment
-    whose GAN learnt at a far higher rate, and what `python -m textgen generate` printed at
-    HEAD."""
-    repo = init_repo(make_repo(tmp_path_factory.mktemp("serve") / "repo"))
-    run("dvc repro -q train_gan", repo)
+def pipeline(tiny_pipeline, tmp_path_factory):
+    """A repo whose HEAD holds a whole pipeline run, an experiment whose GAN learnt at a far
+    higher rate, and what `python -m textgen generate` printed at HEAD."""
+    repo = tmp_path_factory.mktemp("serve") / "repo"
+    shutil.copytree(tiny_pipeline, repo, symlinks=True)
     run("git add -A && git commit -qm trained", repo)
     head = run("git rev-parse HEAD", repo).stdout.strip()
     cli = {}
@@ -272,8 +290,9 @@ def test_read_gives_charts_and_metrics(server, pipeline):
     titles = {c["title"] for c in data["charts"]}
     assert "LSTM loss (nats per character)" in titles and "GAN losses" in titles
     files = {m["file"] for m in data["metrics"]}
-    assert {"metrics/lstm.json", "metrics/gan.json"} <= files
-    assert data["verdict"] == []  # evaluate did not run in this repo
+    assert {"results/lstm.json", "results/gan.json"} <= files  # every figure, not the headline
+    verdict = data["verdict"][0] if data["verdict"] else ""  # the report's, at that commit
+    assert "better here" in verdict or verdict.startswith("No clear winner"), data["verdict"]
 
 
 # --- the page in a real browser ----------------------------------------------------------

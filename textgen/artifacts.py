@@ -48,14 +48,19 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _temporary_name(path: Path) -> str:
-    for stale in path.parent.glob(f".{glob.escape(path.name)}{TMP_MARK}*"):
+def _temporary_prefix(path: Path) -> str:
+    """The start of the name of every temporary that becomes ``path``."""
+    return f".{path.name}{TMP_MARK}"
+
+
+def _sweep_temporaries(path: Path) -> None:
+    """Remove the temporaries of ``path`` that a killed write left behind."""
+    for stale in path.parent.glob(glob.escape(_temporary_prefix(path)) + "*"):
         # A kill's leftover: nothing else writes this output while we do.
         if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
         else:
             stale.unlink(missing_ok=True)
-    return f".{path.name}{TMP_MARK}"
 
 
 @contextlib.contextmanager
@@ -64,7 +69,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     synced to disk, with the umask's mode. A reader never sees a half-written ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temporary_name(path))
+    _sweep_temporaries(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path))
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -83,7 +89,8 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     succeeds, its files synced to disk, with the umask's modes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temporary_name(path)))
+    _sweep_temporaries(path)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temporary_prefix(path)))
     try:
         yield tmp
         for folder, _, files in os.walk(tmp):
@@ -282,6 +289,9 @@ def load_model(path: str | Path) -> tuple[keras.Model, Vocabulary]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: model file not found (run `dvc repro` to train it)")
+    # Keras reads a file that is no zip as a legacy save and says "File not found".
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path}: not a .keras (zip) file")
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     # Whatever a damaged or foreign file makes Keras raise (a zip without config.json: KeyError).

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -92,6 +92,16 @@ class LSTMParams(_Section):
     patience: PositiveInt
     eval_batch_size: PositiveInt
 
+    @property
+    def architecture(self) -> dict[str, int | float]:
+        """``model.build_model``'s size arguments."""
+        return {
+            "embedding_dim": self.embedding_dim,
+            "hidden": self.hidden,
+            "layers": self.layers,
+            "dropout": self.dropout,
+        }
+
 
 # The devices a training stage trains on (textgen.distribute).
 Distribute = Literal["none", "mirrored", "multi_worker"]
@@ -138,6 +148,18 @@ class GANParams(_Section):
     log_every: PositiveInt
     eval_samples: PositiveInt
     eval_val_tokens: PositiveInt
+
+    @property
+    def discriminator_args(self) -> dict:
+        """``discriminator.build_discriminator``'s arguments after the vocabulary size."""
+        return {
+            "kind": self.discriminator,
+            "embedding_dim": self.d_embedding_dim,
+            "filters": self.d_filters,
+            "filter_widths": tuple(self.d_filter_widths),
+            "hidden": self.d_hidden,
+            "dropout": self.d_dropout,
+        }
 
 
 class SampleParams(_Section):
@@ -193,9 +215,10 @@ class OracleParams(_Section):
     val_sequences: PositiveInt
     test_sequences: PositiveInt
 
-    # The oracle is an LSTM language model of SeqGAN's shape: one layer, no dropout.
-    layers: ClassVar[int] = 1
-    dropout: ClassVar[float] = 0.0
+    @property
+    def architecture(self) -> dict[str, int | float]:
+        """``model.build_model``'s size arguments: SeqGAN's shape, one layer, no dropout."""
+        return {"embedding_dim": self.embedding_dim, "hidden": self.hidden, "layers": 1}
 
 
 class Params(_Section):

@@ -9,7 +9,7 @@ import logging
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,6 +138,17 @@ def document_blocks(path: Path, lowercase: bool = False) -> Iterator[str]:
         yield "\n"
 
 
+def _nonblank_lines(blocks: Iterable[str]) -> Iterator[str]:
+    """The stripped non-blank lines of one file's ``document_blocks`` (the file ends in a line
+    break, so no line is left over), carrying a line cut between blocks into the next."""
+    partial = ""
+    for block in blocks:
+        *complete, partial = (partial + block).split("\n")
+        for line in complete:
+            if line := line.strip():
+                yield line
+
+
 def encode_lines(vocab: Vocabulary, lines: list[str], max_len: int) -> tuple[np.ndarray, int]:
     """Rows [n, max_len + 2] of ``<bos> ids <eos> <pad>...``; lines longer than ``max_len``
     tokens are dropped (their count is returned too)."""
@@ -147,11 +158,6 @@ def encode_lines(vocab: Vocabulary, lines: list[str], max_len: int) -> tuple[np.
     for row, ids in zip(rows, kept, strict=True):
         row[0], row[1 : len(ids) + 1], row[len(ids) + 1] = vocab.bos_id, ids, vocab.eos_id
     return rows, len(encoded) - len(kept)
-
-
-def as_text(ids: np.ndarray, vocab: Vocabulary) -> str:
-    """A split as one text: a stream as it is, rows as lines."""
-    return "\n".join(vocab.decode_rows(ids)) if ids.ndim == 2 else vocab.decode(ids)
 
 
 def real_tokens(ids: np.ndarray, vocab: Vocabulary) -> np.ndarray:
@@ -226,19 +232,14 @@ def _line_pieces(
 ) -> Iterator[tuple[int, list[str]]]:
     """(split index, lines) batches of the stripped non-blank lines, in corpus order."""
     for path, (a, b) in zip(files, cuts, strict=True):
-        index, partial, batch, batch_split = 0, "", [], 0
-        for block in document_blocks(path, lowercase):
-            *complete, partial = (partial + block).split("\n")
-            for line in complete:
-                if not (line := line.strip()):
-                    continue
-                split = 0 if index < a else 1 if index < b else 2
-                if batch and (split != batch_split or len(batch) == _LINE_BATCH):
-                    yield batch_split, batch
-                    batch = []
-                batch_split = split
-                batch.append(line)
-                index += 1
+        batch, batch_split = [], 0
+        for index, line in enumerate(_nonblank_lines(document_blocks(path, lowercase))):
+            split = 0 if index < a else 1 if index < b else 2
+            if batch and (split != batch_split or len(batch) == _LINE_BATCH):
+                yield batch_split, batch
+                batch = []
+            batch_split = split
+            batch.append(line)
         if batch:
             yield batch_split, batch
         progress.advance(path.stat().st_size)
@@ -296,6 +297,21 @@ class _TokenCounts:
         return Counter({chr(c): int(self.chars[c]) for c in np.flatnonzero(self.chars)})
 
 
+@dataclass
+class _Measure:
+    """The characters of the blocks that ``count`` hands on, and whether all were blank,
+    measured on the read that also counts the lines (one read of each file per pass)."""
+
+    characters: int = 0
+    blank: bool = True
+
+    def count(self, blocks: Iterable[str]) -> Iterator[str]:
+        for block in blocks:
+            self.characters += len(block)
+            self.blank = self.blank and block.isspace()
+            yield block
+
+
 @dataclass(frozen=True)
 class PreparedCorpus:
     vocab: Vocabulary
@@ -328,20 +344,16 @@ def prepare_files(
 
     # Pass 1: every file's size in characters (streams) or non-blank lines.
     progress = _Progress("measuring", total_bytes)
-    sizes, characters, blank = [], 0, True
+    sizes, measure = [], _Measure()
     for path in files:
-        n_chars = n_lines = 0
-        partial = ""
-        for block in document_blocks(path, lowercase):
-            n_chars += len(block)
-            blank = blank and block.isspace()
-            if lines:
-                *complete, partial = (partial + block).split("\n")
-                n_lines += sum(1 for ln in complete if not ln.isspace() and ln)
-        characters += n_chars
-        sizes.append(n_lines if lines else n_chars)
+        blocks = measure.count(document_blocks(path, lowercase))
+        if lines:
+            sizes.append(sum(1 for _ in _nonblank_lines(blocks)))
+        else:
+            sizes.append(sum(len(block) for block in blocks))
         progress.advance(path.stat().st_size)
-    if blank:
+    characters = measure.characters
+    if measure.blank:
         names = ", ".join(str(p) for p in files[:3]) + (" ..." if len(files) > 3 else "")
         raise UserError(f"data.corpus: the corpus is empty ({names})")
     cuts = _cuts(sizes, val_fraction, test_fraction, per_file)

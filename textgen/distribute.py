@@ -87,15 +87,14 @@ def fit(
     epochs: int,
     initial_epoch: int,
     steps_per_epoch: int,
-    validation_data: tf.data.Dataset,
     callbacks: list[keras.callbacks.Callback],
     verbose: int,
 ) -> keras.callbacks.History:
     """``model.fit`` for a model compiled under a multi-worker strategy (see the module note).
 
-    Logs as ``fit`` logs them: ``loss`` the mean of the epoch's batch losses, ``val_loss`` the
-    mean of the validation batches' losses weighted by their rows. Every worker computes the
-    validation loss itself on the whole validation set, so they all stop on the same epoch.
+    Logs ``loss`` as ``fit`` logs it, the mean of the epoch's batch losses; the validation
+    loss comes from a callback, as with ``fit`` (``training.Validation``): every worker scores
+    the whole validation split itself, so they all stop on the same epoch.
     """
     strategy = model.distribute_strategy
     with strategy.scope():
@@ -105,7 +104,7 @@ def fit(
     # Every worker reads the same files; each keeps its share of every global batch.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     batches = iter(strategy.experimental_distribute_dataset(ds.with_options(options)))
-    train_step, val_step = _train_step(model), _val_step(model)
+    train_step = _train_step(model)
     history = keras.callbacks.History()
     hooks = keras.callbacks.CallbackList(
         [*callbacks, history],
@@ -124,37 +123,26 @@ def fit(
             hooks.on_train_batch_begin(step)
             total += float(train_step(next(batches)))
             hooks.on_train_batch_end(step, {"loss": total / (step + 1)})
-        val_sum, val_rows = 0.0, 0
-        for batch in validation_data:
-            loss, rows = val_step(batch)
-            val_sum, val_rows = val_sum + float(loss) * int(rows), val_rows + int(rows)
-        logs = {"loss": total / steps_per_epoch, "val_loss": val_sum / val_rows}
-        hooks.on_epoch_end(epoch, logs)
+        hooks.on_epoch_end(epoch, {"loss": total / steps_per_epoch})
         if model.stop_training:
             break
     hooks.on_train_end()
     return history
 
 
-def _token_losses(batch: tuple, logits: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """The summed loss and the weight of a batch: sparse cross-entropy at every position,
-    weighted by the batch's weights (0 on padding) when it has them."""
-    y = batch[1]
-    losses = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
-    weights = batch[2] if len(batch) > 2 else tf.ones_like(losses)
-    return tf.reduce_sum(losses * weights), tf.reduce_sum(weights)
-
-
 def _train_step(model: keras.Model):
     strategy = model.distribute_strategy
+    # The compiled loss, summed instead of averaged: each replica holds part of the batch.
+    summed = type(model.loss).from_config({**model.loss.get_config(), "reduction": "sum"})
 
     def replica_step(batch: tuple) -> tf.Tensor:
+        x, y, weights = batch
         context = tf.distribute.get_replica_context()
         with tf.GradientTape() as tape:
-            loss_sum, weight = _token_losses(batch, model(batch[0], training=True))
+            loss_sum = summed(y, model(x, training=True), sample_weight=weights)
             # The loss of the whole global batch, as one device would take it: each replica's
             # sum over the weight of every replica's batch; the optimizer sums the gradients.
-            loss = loss_sum / context.all_reduce("SUM", weight)
+            loss = loss_sum / context.all_reduce("SUM", tf.reduce_sum(weights))
         grads = tape.gradient(loss, model.trainable_variables)
         model.optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
         return loss
@@ -162,14 +150,5 @@ def _train_step(model: keras.Model):
     @tf.function
     def step(batch: tuple) -> tf.Tensor:
         return strategy.reduce("SUM", strategy.run(replica_step, args=(batch,)), axis=None)
-
-    return step
-
-
-def _val_step(model: keras.Model):
-    @tf.function
-    def step(batch: tuple) -> tuple[tf.Tensor, tf.Tensor]:
-        loss_sum, weight = _token_losses(batch, model(batch[0], training=False))
-        return loss_sum / weight, tf.shape(batch[0])[0]
 
     return step

@@ -4,6 +4,7 @@ the HTML template that lets ``dvc plots show`` draw offline (the Vega bundle inl
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -76,6 +77,31 @@ def curve_chart(
     }
 
 
+def _number(value: object) -> float | None:
+    """``value`` as a finite float (numbers, or their text in a TSV/CSV), else None."""
+    try:
+        x = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def chart_point(row: Mapping, x: str, y: str, series: str, i: int) -> dict | None:
+    """A ``curve_chart`` point from a row of named fields (a plot file's row, a sweep point):
+    its ``x`` and ``y`` fields and their ``<field>_low``/``_high`` intervals where present;
+    None when ``x`` or ``y`` is not a finite number (a chart cannot place the point)."""
+    xv, yv = _number(row.get(x)), _number(row.get(y))
+    if xv is None or yv is None:
+        return None
+    point = {"x": xv, "y": yv, "series": series, "i": i}
+    for end in ("low", "high"):
+        for axis, field in (("x", x), ("y", y)):
+            value = _number(row.get(f"{field}_{end}"))
+            if value is not None:
+                point[f"{axis}_{end}"] = value
+    return point
+
+
 def sweep_chart(
     title: str,
     curves: Mapping[str, Sequence[Mapping]],
@@ -90,13 +116,9 @@ def sweep_chart(
     values = []
     for series, points in curves.items():
         for point in points:
-            value = {"x": point[x], "y": point[y], "series": series, "i": len(values)}
-            value["label"] = f"T={point['temperature']:g}"
-            for end in ("low", "high"):
-                for axis, field in (("x", x), ("y", y)):
-                    if f"{field}_{end}" in point:
-                        value[f"{axis}_{end}"] = point[f"{field}_{end}"]
-            values.append(value)
+            value = chart_point(point, x, y, series, len(values))
+            if value is not None:
+                values.append(value | {"label": f"T={point['temperature']:g}"})
     return curve_chart(title, values, x_title, y_title, errorbars=True)
 
 
@@ -131,7 +153,7 @@ OFFLINE_TEMPLATE = """<!DOCTYPE html>
 def offline_plots_template() -> str:
     """An HTML template for ``dvc plots show`` (``plots.html_template``) with the Vega
     libraries inline, so its charts draw on a machine without network."""
-    bundle = vl_convert.javascript_bundle()
+    bundle = javascript_bundle()
     # The bundle sits in an inline <script>: a literal "</script" in it would end the tag.
     bundle = bundle.replace("</script", "<\\/script")
     return OFFLINE_TEMPLATE.format(version=vl_convert.__version__, bundle=bundle)

@@ -15,17 +15,12 @@ import numpy as np
 
 from textgen.backend import keras, tf
 from textgen.config import OracleParams
-from textgen.evaluation import (
-    RESAMPLING,
-    Sweep,
-    bootstrap,
-    heldout_ratio,
-    lm_ratio,
-    with_intervals,
-)
-from textgen.lstm import build_model, forward, logits_layer, zero_state
+from textgen.evaluation import RESAMPLING, Sweep, bootstrap, lm_ratio, with_intervals
+from textgen.model import build_model, forward, logits_layer, zero_state
 from textgen.sampling import Decoding, sampler_for
+from textgen.scoring import heldout
 from textgen.seeding import derive_seed
+from textgen.sources import RowSource
 from textgen.vocab import BOS, PAD, Vocabulary
 
 log = logging.getLogger(__name__)
@@ -42,7 +37,7 @@ def oracle_vocabulary(size: int) -> Vocabulary:
 def build_oracle(vocab: Vocabulary, p: OracleParams, seed: int) -> keras.Model:
     """The oracle LSTM, every weight drawn from N(0, ``p.init_std``) with ``seed`` (SeqGAN's
     target LSTM draws all its parameters from N(0, 1))."""
-    model = build_model(len(vocab), p)
+    model = build_model(len(vocab), **p.architecture)
     rng = np.random.default_rng(seed)
     model.set_weights(
         [rng.normal(0.0, p.init_std, w.shape).astype(np.float32) for w in model.get_weights()]
@@ -123,7 +118,7 @@ def oracle_sweep(
         )
         context = np.full((len(ids), 1), vocab.bos_id, np.int32)
         quality = lm_ratio(oracle, context, ids, batch=batch)
-        coverage = heldout_ratio(model, test, batch, temperature=t)
+        coverage = heldout(model, RowSource(test), batch, temperature=t)
         reps = {
             **bootstrap({"nll_oracle": quality}, derive_seed(resample_seed, i)),
             **bootstrap({"nll_test": coverage}, derive_seed(seed, RESAMPLING)),

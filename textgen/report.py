@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from textgen.artifacts import atomic_dir
-from textgen.evaluation import BOOTSTRAP_REPLICATES, Comparison, Criterion, Sweep, describe
+from textgen.comparison import Comparison, Criterion, describe
+from textgen.evaluation import BOOTSTRAP_REPLICATES, Sweep
 from textgen.figures import sweep_chart, write_svg
 
 # metric -> (what it measures, whether higher is better); None: no better direction.

@@ -10,10 +10,15 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from textgen.backend import keras, tf
-from textgen.lstm import forward, vocab_size, zero_state
+from textgen.model import forward, state_spec, vocab_size, zero_state
 from textgen.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
+
+# ``Sampler.stream``'s largest chunk: a call of the compiled loop costs about as much as a few
+# steps, so at this size the calls are a small share of a stream's time, while a chunk still
+# arrives often enough to look live on the page.
+MAX_CHUNK = 128
 
 
 @dataclass(frozen=True)
@@ -218,10 +223,6 @@ class Sampler:
 
         # Streaming: the prompt pass, then chunks of steps from a carried state. The state's
         # spec (one (h, c) pair per layer, any batch) keeps one trace for every request.
-        state_spec = [
-            (spec([None, h.shape[-1]], tf.float32), spec([None, c.shape[-1]], tf.float32))
-            for h, c in zero_state(model, 1)
-        ]
         self._prime = tf.function(
             lambda prompt, mask: prime(model, prompt, mask),
             input_signature=[spec([None, None], tf.int32), spec([None], tf.float32)],
@@ -239,7 +240,7 @@ class Sampler:
             ),
             input_signature=[
                 spec([None, None], tf.float32),
-                state_spec,
+                state_spec(model),
                 spec([], tf.int32),
                 spec([], tf.int32),
                 spec([], tf.float32),
@@ -259,11 +260,7 @@ class Sampler:
         seed: int = 0,
     ) -> np.ndarray:
         """Token ids [num_samples, length] continuing ``prompt_ids`` (at least one token)."""
-        prompt = np.asarray(prompt_ids, dtype=np.int32)
-        if prompt.ndim != 1 or len(prompt) == 0:
-            raise ValueError("the prompt must be a non-empty 1-D sequence of token ids")
-        if num_samples < 1 or length < 1:
-            raise ValueError("num_samples and length must be positive")
+        prompt = _check_prompt(prompt_ids, num_samples, length)
         return self.generate_batch(np.tile(prompt, (num_samples, 1)), length, decoding, seed)
 
     def generate_batch(
@@ -273,14 +270,21 @@ class Sampler:
         out = self._generate(
             tf.constant(prompts, tf.int32),
             tf.constant(length, tf.int32),
+            *self._decoding_args(decoding, seed),
+            tf.constant(self.eos_id, tf.int32),
+        )
+        return out.numpy()
+
+    def _decoding_args(self, decoding: Decoding, seed: int) -> list[tf.Tensor]:
+        """The compiled loops' trailing arguments, in their signatures' order: temperature,
+        top-k, top-p, seed and the never-drawn mask (tensors: one trace for every setting)."""
+        return [
             tf.constant(decoding.temperature, tf.float32),
             tf.constant(decoding.top_k, tf.int32),
             tf.constant(decoding.top_p, tf.float32),
             tf.constant(seed, tf.int64),
             self.mask,
-            tf.constant(self.eos_id, tf.int32),
-        )
-        return out.numpy()
+        ]
 
     def stream(
         self,
@@ -290,44 +294,59 @@ class Sampler:
         decoding: Decoding = Decoding(),
         seed: int = 0,
         chunk: int = 8,
+        max_chunk: int = MAX_CHUNK,
     ) -> Iterator[np.ndarray]:
-        """``generate``'s ids, ``chunk`` steps at a time: arrays [num_samples, <= chunk] whose
-        concatenation equals ``generate(prompt_ids, num_samples, length, decoding, seed)``.
+        """``generate``'s ids in chunks: arrays [num_samples, n] whose concatenation equals
+        ``generate(prompt_ids, num_samples, length, decoding, seed)``. The first chunk has
+        ``chunk`` steps, and each next one twice its predecessor's, up to ``max_chunk``
+        (the last one is what is left).
+
+        Why growing: each chunk is one call of the compiled loop, and a call costs about as
+        much as a few steps, so small chunks all the way would make a long stream several times
+        slower than ``generate``; a small first chunk still shows the first tokens soon.
 
         The LSTM state and the last logits carry from chunk to chunk and step ``t`` draws with
         the seed ``(seed, t)`` as in ``rollout``; a row is padded (0) after its end token, and
         once every row has ended the rest is padding without running the model.
         """
-        prompt = np.asarray(prompt_ids, dtype=np.int32)
-        if prompt.ndim != 1 or len(prompt) == 0:
-            raise ValueError("the prompt must be a non-empty 1-D sequence of token ids")
-        if num_samples < 1 or length < 1 or chunk < 1:
-            raise ValueError("num_samples, length and chunk must be positive")
+        prompt = _check_prompt(prompt_ids, num_samples, length)
+        if chunk < 1 or max_chunk < chunk:
+            raise ValueError(f"need 1 <= chunk <= max_chunk, got {chunk} and {max_chunk}")
         last, state = self._prime(tf.constant(np.tile(prompt, (num_samples, 1))), self.mask)
+        decoding_args = self._decoding_args(decoding, seed)
         ended = np.zeros(num_samples, bool)
-        for start in range(0, length, chunk):
-            size = min(chunk, length - start)
+        start, planned = 0, chunk
+        while start < length:
+            size = min(planned, length - start)
+            planned = min(2 * planned, max_chunk)
             if ended.all():
-                yield np.zeros((num_samples, size), np.int32)
-                continue
-            ids, last, state = self._steps(
-                last,
-                state,
-                tf.constant(start, tf.int32),
-                tf.constant(size, tf.int32),
-                tf.constant(decoding.temperature, tf.float32),
-                tf.constant(decoding.top_k, tf.int32),
-                tf.constant(decoding.top_p, tf.float32),
-                tf.constant(seed, tf.int64),
-                self.mask,
-            )
-            ids = ids.numpy()
-            # rollout's padding rule (after_end) over the whole row, with the row's end carried.
-            is_end = ids == self.eos_id
-            before = np.cumsum(is_end, axis=1) - is_end
-            ids = np.where(ended[:, None] | (before > 0), 0, ids)
-            ended |= is_end.any(axis=1)
+                ids = np.zeros((num_samples, size), np.int32)
+            else:
+                ids, last, state = self._steps(
+                    last,
+                    state,
+                    tf.constant(start, tf.int32),
+                    tf.constant(size, tf.int32),
+                    *decoding_args,
+                )
+                ids = ids.numpy()
+                # rollout's padding rule (after_end) over the whole row, the row's end carried.
+                is_end = ids == self.eos_id
+                before = np.cumsum(is_end, axis=1) - is_end
+                ids = np.where(ended[:, None] | (before > 0), 0, ids)
+                ended |= is_end.any(axis=1)
+            start += size
             yield ids
+
+
+def _check_prompt(prompt_ids: np.ndarray, num_samples: int, length: int) -> np.ndarray:
+    """``prompt_ids`` as an int32 array, once it and the sizes are checked."""
+    prompt = np.asarray(prompt_ids, dtype=np.int32)
+    if prompt.ndim != 1 or len(prompt) == 0:
+        raise ValueError("the prompt must be a non-empty 1-D sequence of token ids")
+    if num_samples < 1 or length < 1:
+        raise ValueError("num_samples and length must be positive")
+    return prompt
 
 
 def never_mask(vocab_size: int, never: list[int]) -> tf.Tensor:

@@ -1,8 +1,13 @@
-"""Training curves for DVC plots, through dvclive (one folder per stage under dvclive/).
+"""What DVC shows of a run: headline metrics and training curves.
 
-The curves are written once training has finished, from the points the training kept (in
-its checkpoint, across any number of kills and resumes): a killed run never leaves a curve
-with a half-written or repeated point.
+- ``write_results``: every figure of a stage goes to ``results/<stage>.json`` (what the
+  report and the page read); its headline figures also to ``metrics/<stage>.json``, the
+  files dvc.yaml declares as metrics, so that ``dvc metrics show`` and ``dvc exp show`` fit a
+  screen and still answer "which experiment is better".
+- Training curves through dvclive (one folder per stage under dvclive/), written once
+  training has finished, from the points the training kept (in its checkpoint, across any
+  number of kills and resumes): a killed run never leaves a curve with a half-written or
+  repeated point.
 """
 
 from __future__ import annotations
@@ -11,14 +16,39 @@ import math
 from collections.abc import Iterable
 from pathlib import Path
 
+from textgen.artifacts import write_json
 from textgen.errors import UserError
+
+METRICS, RESULTS = Path("metrics"), Path("results")
+
+
+def headline(values: dict, keys: Iterable[str]) -> dict:
+    """The ``keys`` of ``values`` (dotted for nested dicts: ``"lstm.test_nll_nats"``), nested
+    as they were; keys a run does not have are left out."""
+    out: dict = {}
+    for key in keys:
+        *parents, name = key.split(".")
+        source = values
+        for part in parents:
+            source = source.get(part, {}) if isinstance(source, dict) else {}
+        if isinstance(source, dict) and name in source:
+            target = out
+            for part in parents:
+                target = target.setdefault(part, {})
+            target[name] = source[name]
+    return out
+
+
+def write_results(stage: str, values: dict, keys: Iterable[str]) -> None:
+    """``results/<stage>.json``: every figure; ``metrics/<stage>.json``: the headline ``keys``."""
+    write_json(RESULTS / f"{stage}.json", values)
+    write_json(METRICS / f"{stage}.json", headline(values, keys))
 
 
 def open_live(directory: str | Path):
     """A dvclive ``Live`` that only writes files: no dvc.yaml edits, no experiment commits."""
-    from scmrepo.exceptions import SCMError
-
     from dvclive import Live
+    from scmrepo.exceptions import SCMError
 
     try:
         return Live(str(directory), dvcyaml=False, save_dvc_exp=False, report=None)
