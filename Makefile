@@ -16,7 +16,8 @@ PYTEST := $(BIN)/python -m pytest -n auto --dist loadgroup
 test: setup
 	$(PYTEST)
 
-# The inner loop: lint, then every test but the end-to-end pipeline runs (marked slow).
+# The inner loop: lint, then every test not marked slow (pipeline runs, worker processes, whole
+# training runs traced anew; see pyproject.toml).
 check: lint
 	$(PYTEST) -m "not slow" -q
 

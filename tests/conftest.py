@@ -53,19 +53,40 @@ def tiny_pipeline(request, tmp_path_factory) -> Path:
 # The modules of end-to-end tests, longest first (from `pytest --durations`): they are handed
 # out first, so that no worker is left with a long test at the end while the other waits.
 LONGEST_FIRST = ["test_kill", "test_reproducibility", "test_pipeline", "test_serve"]
+# Modules whose tests share nothing costly (each builds or copies what it needs): pytest-xdist
+# may hand out each of their tests on its own. Every other module's tests stay on one worker,
+# where its module fixtures are built once.
+SPREAD = {"test_hostile", "test_pipeline", "test_reproducibility"}
+
+
+def _module(nodeid: str) -> str:
+    return Path(nodeid.split("::", 1)[0]).stem
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """For pytest-xdist's ``--dist loadgroup`` (how `make test` runs): a module's tests stay on
-    one worker, where its module fixtures are built once, unless the module sets
-    ``SPREAD = True`` (tests that share nothing costly: each is then a unit of its own)."""
-    for item in items:
-        spread = getattr(item.module, "SPREAD", False)
-        item.add_marker(pytest.mark.xdist_group(item.nodeid if spread else item.module.__name__))
+    """The slow modules first, longest first; then the rest in file order."""
 
     def order(item) -> tuple[int, int]:
-        name = item.module.__name__.rsplit(".", 1)[-1]
+        name = _module(item.nodeid)
         rank = LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
         return (item.get_closest_marker("slow") is None, rank)
 
     items.sort(key=order)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadgroup` as `make test` means it: work units are modules, or single tests of
+    the SPREAD modules, handed out in the collection's order (above). pytest-xdist 3.8's own
+    loadgroup renames node ids to mark groups, which pytest 9 no longer lets it do: every test
+    went its own way and module fixtures were built on both workers."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    config.option.loadscopereorder = False  # keep LONGEST_FIRST, not "most tests first"
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return nodeid if _module(nodeid) in SPREAD else nodeid.split("::", 1)[0]
+
+    return ByModule(config, log)

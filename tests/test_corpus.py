@@ -191,10 +191,10 @@ def test_streaming_prepare_gives_the_ids_of_the_in_memory_one(
     tmp_path, monkeypatch, unit, tokenizer, per_file
 ):
     """The same vocabulary and token ids as the in-memory prepare (``tests/reference_prepare``,
-    the library's before it streamed), with blocks of a few bytes, which cut characters,
-    CRLF pairs and words everywhere."""
+    the library's before it streamed), with blocks of a few bytes (two at the least), which
+    cut characters, CRLF pairs and words everywhere."""
     docs = [make_play(40, seed=1), *AWKWARD, make_play(30, seed=2)]
-    for lowercase, max_vocab, block_bytes in [(False, None, 7), (True, 20, 64), (False, 30, 1)]:
+    for lowercase, max_vocab, block_bytes in [(False, None, 7), (True, 20, 64), (False, 30, 2)]:
         monkeypatch.setattr(textgen.corpus, "BLOCK_BYTES", block_bytes)
         kwargs = dict(per_file=per_file, unit=unit, tokenizer=tokenizer, max_len=12)
         run = tmp_path / f"{lowercase}-{max_vocab}-{block_bytes}"

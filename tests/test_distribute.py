@@ -80,6 +80,7 @@ def _run(mode: str, out: Path, tf_config: dict | None = None) -> subprocess.Pope
     return _start(cmd, ROOT, tf_config)
 
 
+@pytest.mark.slow  # worker processes of their own
 def test_two_devices_and_two_workers_give_one_devices_loss_curve(tmp_path):
     single, mirrored = tmp_path / "single.json", tmp_path / "mirrored.json"
     procs = [

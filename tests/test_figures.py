@@ -9,13 +9,12 @@ import json
 import math
 import re
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 
 import vl_convert
 
 import textgen.figures
-from tests.repos import ROOT
+from tests.repos import CLI, ROOT, run_in_process
 from textgen.cli import PLOTS_TEMPLATE
 from textgen.comparison import CRITERIA
 from textgen.figures import (
@@ -145,13 +144,10 @@ def test_both_projects_point_dvc_plots_at_the_template_setup_writes():
 
 def test_plots_template_command_writes_the_template_and_fails_in_one_line(tmp_path):
     out = tmp_path / "plots/offline.html"
-    cmd = [sys.executable, "-m", "textgen", "plots-template", "--out"]
-    done = subprocess.run([*cmd, str(out)], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
+    code, stderr = run_in_process(tmp_path, f"{CLI} plots-template --out {out}")
+    assert code == 0, stderr
     assert out.read_text(encoding="utf-8") == offline_plots_template()
     (tmp_path / "file").write_text("")
-    bad = subprocess.run(
-        [*cmd, str(tmp_path / "file/offline.html")], capture_output=True, text=True, check=False
-    )
-    lines = bad.stderr.strip().splitlines()
-    assert bad.returncode == 1 and len(lines) == 1 and "plots-template" in lines[0], bad.stderr
+    code, stderr = run_in_process(tmp_path, f"{CLI} plots-template --out {tmp_path}/file/x.html")
+    lines = stderr.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and "plots-template" in lines[0], stderr

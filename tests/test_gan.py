@@ -311,6 +311,7 @@ def _train(lm, corpus, p, seed, callbacks=(), checkpoint_dir=None):
     return gan, monitor
 
 
+@pytest.mark.slow  # three whole runs of each algorithm, each traced anew
 @pytest.mark.parametrize("algorithm", ["gumbel", "reinforce"])
 def test_training_reports_and_a_killed_run_resumes_to_the_same_weights(
     lm, corpus, tmp_path, algorithm

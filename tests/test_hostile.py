@@ -90,7 +90,6 @@ class Case:
         return self.name
 
 
-SPREAD = True  # each case copies the shared run: pytest-xdist may spread them
 CASES = [
     # params.yaml (every stage validates all of it first)
     Case(

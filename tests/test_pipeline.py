@@ -22,8 +22,6 @@ from tests.repos import (
     run_in_process,
 )
 
-SPREAD = True  # nothing costly is shared: pytest-xdist may run each test on its own worker
-
 
 def _assert_one_line_failure(code: int, stderr: str, *needles: str) -> None:
     lines = stderr.strip().splitlines()
