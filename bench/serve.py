@@ -1,10 +1,13 @@
-"""The page's token streams under load: time to first token and tokens/s per stream, with 1
-and with 10 concurrent clients (each a separate /api/generate request, one sample each).
+"""The page's token streams under load: time to first token (from the request's arrival) and
+tokens/s per stream, with 1 and with 10 concurrent clients (each a separate /api/generate
+request, one sample each), with the revision listing warm (just read) and cold (expired when
+the requests arrive, as after any quiet spell: they must not wait for `dvc exp show`).
 
 Starts the app in this process on a free loopback port over a pipeline repository with
-trained models (default: this checkout, after `make run`), warms the model cache (the first
-request loads and compiles), then measures. A stream's tokens/s counts from its first token
-to its last, so loading and queueing show in the time to first token only. The baseline,
+trained models (default: this checkout, after `make run`), with as many generation slots as
+clients, warms the model cache (the first request loads and compiles), then measures. A
+stream's tokens/s counts from its first token to its last, so loading and queueing show in
+the time to first token only. The baseline,
 in the same run: the same sample drawn in-process by ``Sampler.generate`` in one call (no
 server, no chunks), so the ratio is what streaming over HTTP costs; beside it
 ``Sampler.stream`` in-process, with chunks that grow (what the page gets) and with every
@@ -40,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # serve/ lives bes
 import uvicorn
 
 import serve.app
+import serve.revisions
 from serve.app import create_app
 from serve.models import MODELS
 from textgen.artifacts import load_model, save_model
@@ -49,6 +53,9 @@ from textgen.sampling import MAX_CHUNK, Decoding, prompt_context, sampler_for
 from textgen.vocab import Vocabulary
 
 ROOT = Path(__file__).resolve().parents[1]
+# The listing's lifetime here: a cold round waits this long first, so that every one of its
+# requests finds the listing expired.
+LISTING_TTL_S = 1.0
 
 
 def stream(base: str, params: dict) -> dict:
@@ -111,11 +118,16 @@ def in_process_rates(
 def fresh_repository(folder: Path) -> Path:
     """A scratch pipeline repository (git and DVC, nothing committed) whose workspace holds an
     untrained LSTM of ``params.yaml``'s size over printable ASCII, where the page finds it."""
-    for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
-        subprocess.run(cmd, cwd=folder, check=True, capture_output=True)
     p = load_params(ROOT / "params.yaml").lstm
     vocab = Vocabulary.from_text(string.printable)
     net = build_model(len(vocab), p.embedding_dim, p.hidden, p.layers)
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
+    for cmd in (
+        ["git", "init", "-q"],
+        [sys.executable, "-m", "dvc", "init", "-q"],
+        [*git, "commit", "-qm", "dvc init"],  # a commit to list, as a real repository has
+    ):
+        subprocess.run(cmd, cwd=folder, check=True, capture_output=True)
     save_model(net, vocab, folder / MODELS["lstm"])
     return folder
 
@@ -165,37 +177,46 @@ def measure(root: Path, args: argparse.Namespace) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(root), host="127.0.0.1", port=port, log_level="warning")
-    )
+    serve.revisions.LISTING_TTL_S = LISTING_TTL_S  # read by the store at each request
+    app = create_app(root, max_streams=max(args.clients))
+    store = app.state.store
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.05)
     base = f"http://127.0.0.1:{port}"
     params = {"rev": args.rev, "model": args.model, "length": args.length, "n": 1}
+    store.wait_listed(300)
     stream(base, {**params, "length": 16})  # load the model, trace the sampler
 
     print(
         f"{args.model} at {args.rev}{' (untrained, --fresh)' if args.fresh else ''}, "
         f"{args.length} tokens per stream, one sample each, first event {args.chunk} steps"
     )
-    print("clients  ttft median / max (s)  tokens/s per stream (median)  total tokens/s")
+    print("time to first token from the request's arrival; tokens/s from the first token")
+    print("listing  clients  ttft median / max (s)  tokens/s per stream (median)  total tokens/s")
     solo_rate = None
-    for clients in args.clients:
-        t0 = time.perf_counter()
-        results = run(base, clients, params)
-        wall = time.perf_counter() - t0
-        ttft = [r["ttft"] for r in results]
-        rates = [r["tokens"] / max(r["total"] - r["ttft"], 1e-9) for r in results]
-        total = sum(r["tokens"] for r in results) / wall
-        if clients == 1:
-            # The whole request (first chunk included), as generate's rate is timed: with
-            # large chunks a stream has few events and the rate after the first means little.
-            solo_rate = statistics.median(r["tokens"] / r["total"] for r in results)
-        print(
-            f"{clients:7d}  {statistics.median(ttft):8.3f} / {max(ttft):6.3f}"
-            f"  {statistics.median(rates):27.0f}  {total:14.0f}"
-        )
+    for listing in ("warm", "cold"):
+        for clients in args.clients:
+            if listing == "warm":
+                store.refresh()  # a fresh listing: no request of the round finds it expired
+                store.wait_listed(300)
+            else:
+                time.sleep(LISTING_TTL_S + 0.1)  # every request of the round finds it expired
+            t0 = time.perf_counter()
+            results = run(base, clients, params)
+            wall = time.perf_counter() - t0
+            ttft = [r["ttft"] for r in results]
+            rates = [r["tokens"] / max(r["total"] - r["ttft"], 1e-9) for r in results]
+            total = sum(r["tokens"] for r in results) / wall
+            if clients == 1 and listing == "warm":
+                # The whole request (first chunk included), as generate's rate is timed: with
+                # large chunks a stream has few events and the rate after the first means little.
+                solo_rate = statistics.median(r["tokens"] / r["total"] for r in results)
+            print(
+                f"{listing:7s}  {clients:7d}  {statistics.median(ttft):8.3f} / {max(ttft):6.3f}"
+                f"  {statistics.median(rates):27.0f}  {total:14.0f}"
+            )
     server.should_exit = True
     rates = in_process_rates(root, args.model, args.length, args.chunk, args.max_chunk)
     alone = rates["generate"]

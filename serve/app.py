@@ -1,21 +1,30 @@
 """The web app: FastAPI routes for the page, the revisions, what to read at one, and token
-streams (server-sent events) from the pipeline's one sampler."""
+streams (server-sent events) from the pipeline's one sampler.
+
+Only the page itself may drive it: requests must name a host it answers to (no DNS rebinding)
+and come from its own origin (no other site's scripts, images or forms), and a few
+generations run at once (beyond, 429)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from urllib.parse import urlsplit
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError, field_validator
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from serve import MAX_MODELS, MAX_REVISIONS, MAX_STREAMS
 from serve.charts import read_revision
 from serve.models import LABELS, MODELS, ModelCache, UnknownModel
 from serve.revisions import RevisionStore, UnknownRevision, as_dicts
@@ -32,6 +41,8 @@ MAX_LENGTH = 1000
 MAX_SAMPLES = 8
 MAX_PROMPT_CHARS = 500
 CHUNK = 8  # tokens per streamed event: small enough to look live, large enough to be cheap
+# The names a page on this machine is reached by; --host and --allowed-host add others.
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
 
 class GenerateRequest(BaseModel):
@@ -40,9 +51,9 @@ class GenerateRequest(BaseModel):
     rev: str = Field("workspace", max_length=64)
     model: str = Field("lstm", max_length=32)
     prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
-    temperature: float = Field(0.8, ge=0, le=5)
+    temperature: float = Field(0.8, ge=0, le=5, allow_inf_nan=False)
     top_k: int = Field(0, ge=0, le=100_000)
-    top_p: float = Field(1.0, gt=0, le=1)
+    top_p: float = Field(1.0, gt=0, le=1, allow_inf_nan=False)
     length: int = Field(200, ge=1, le=MAX_LENGTH)
     seed: int = Field(0, ge=0, lt=SEED_LIMIT)
     n: int = Field(1, ge=1, le=MAX_SAMPLES)
@@ -74,6 +85,25 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+class BadQuery(ValueError):
+    """A query parameter the route does not take, or one given twice."""
+
+
+def _query(request: Request, names: Iterable[str]) -> dict[str, str]:
+    """The request's query parameters, each at most once and each one of ``names``: a typo
+    such as ``lenght=5`` is named, not silently replaced by the default."""
+    allowed = list(names)
+    seen: dict[str, str] = {}
+    for key, value in request.query_params.multi_items():
+        if key not in allowed:
+            known = f"one of {', '.join(allowed)}" if allowed else "none"
+            raise BadQuery(f"unknown setting {key!r} (this request takes {known})")
+        if key in seen:
+            raise BadQuery(f"{LABEL_OF.get(key, key)}: given more than once")
+        seen[key] = value
+    return seen
+
+
 def _sse(event: str, data: dict) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
@@ -83,13 +113,99 @@ def _vega_bundle() -> str:
     return javascript_bundle()  # vega, vega-lite and vega-embed, from the installed vl-convert
 
 
-def create_app(root: str | Path = ".", num_commits: int = 10) -> FastAPI:
+def allowed_hosts(host: str = "127.0.0.1", extra: Iterable[str] = ()) -> frozenset[str]:
+    """The host names a request may carry: loopback, the address bound (unless it is every
+    address), and ``extra`` (``*``: any, which lets other sites drive the page by DNS
+    rebinding)."""
+    names = {*LOOPBACK, *(h.strip("[]").lower() for h in extra)}
+    if host not in ("", "0.0.0.0", "::"):
+        names.add(host.strip("[]").lower())
+    return frozenset(names)
+
+
+def refusal(headers: Headers, path: str, hosts: frozenset[str]) -> str | None:
+    """Why a request must be refused, or None. Three checks, as Jupyter's server does: the Host
+    header names this page (another site's name resolving to 127.0.0.1 does not); an Origin,
+    when sent, is the page's own; the browser's ``Sec-Fetch-Site`` does not say another site
+    made the request (an <img> or <form> aimed at the API sends no Origin) - except a plain
+    navigation to the page, which runs nothing."""
+    host = headers.get("host", "")
+    name = urlsplit(f"//{host}").hostname or ""
+    if "*" not in hosts and name not in hosts:
+        return (
+            f"host {host!r} is not one this page answers to ({', '.join(sorted(hosts))}); "
+            f"to reach it by that name, start it with --allowed-host {name or 'NAME'}"
+        )
+    origin = headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc.lower() != host.lower():
+        return f"requests from {origin} are refused: only the page itself may call it"
+    site = headers.get("sec-fetch-site", "")
+    navigation = headers.get("sec-fetch-mode") == "navigate" and path == "/"
+    if site in ("cross-site", "same-site") and not navigation:
+        return "requests from another site are refused: only the page itself may call it"
+    return None
+
+
+class SameOriginOnly:
+    """ASGI middleware: a request ``refusal`` names gets 403 and that line."""
+
+    def __init__(self, app: ASGIApp, hosts: frozenset[str]):
+        self.app, self.hosts = app, hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            why = refusal(Headers(scope=scope), scope.get("path", ""), self.hosts)
+            if why is not None:
+                await _error(403, why)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class Slots:
+    """At most ``size`` generations at once. A slot is taken before the model loads and
+    given back when its stream ends, however it ends (finished, failed, abandoned by the
+    client, or never started)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._free = threading.BoundedSemaphore(size)
+
+    def take(self) -> Callable[[], None] | None:
+        """A function that gives the slot back (once, however often called), or None."""
+        if not self._free.acquire(blocking=False):
+            return None
+        done = threading.Event()
+        lock = threading.Lock()
+
+        def give_back() -> None:
+            with lock:
+                if not done.is_set():
+                    done.set()
+                    self._free.release()
+
+        return give_back
+
+
+def create_app(
+    root: str | Path = ".",
+    num_commits: int = 10,
+    *,
+    hosts: frozenset[str] = allowed_hosts(),
+    max_streams: int = MAX_STREAMS,
+    max_models: int = MAX_MODELS,
+    max_revisions: int = MAX_REVISIONS,
+) -> FastAPI:
     """The app over the pipeline repository at ``root``, offering its workspace, its last
-    ``num_commits`` commits and their experiments."""
-    store = RevisionStore(root, num_commits)
-    models = ModelCache(store)
+    ``num_commits`` commits and their experiments, answering requests for ``hosts`` only,
+    with at most ``max_streams`` generations at once and the ``max_models`` models and
+    ``max_revisions`` revisions' repositories last used kept open."""
+    store = RevisionStore(root, num_commits, max_revisions=max_revisions)
+    models = ModelCache(store, max_models=max_models)
+    slots = Slots(max_streams)
     app = FastAPI(title="textgen", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.store, app.state.models = store, models
+    app.add_middleware(SameOriginOnly, hosts=hosts)
+    app.state.store, app.state.models, app.state.slots = store, models, slots
+    store.refresh()  # the first listing, in the background: nothing waits for it
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request: Request, err: RequestValidationError) -> JSONResponse:
@@ -120,36 +236,65 @@ def create_app(root: str | Path = ".", num_commits: int = 10) -> FastAPI:
         return FileResponse(STATIC / name, media_type=files[name])
 
     @app.get("/api/revisions")
-    def revisions() -> dict:
-        return {
-            "revisions": as_dicts(store.list()),
-            "models": [{"name": k, "label": LABELS[k], "path": v} for k, v in MODELS.items()],
-            "limits": {"length": MAX_LENGTH, "n": MAX_SAMPLES, "prompt": MAX_PROMPT_CHARS},
-        }
+    def revisions(request: Request) -> Response:
+        try:
+            _query(request, [])
+        except BadQuery as err:
+            return _error(400, str(err))
+        return JSONResponse(
+            {
+                "revisions": as_dicts(store.list()),
+                "pending": store.pending,  # the first listing is still running: ask again
+                "models": [{"name": k, "label": LABELS[k], "path": v} for k, v in MODELS.items()],
+                "limits": {"length": MAX_LENGTH, "n": MAX_SAMPLES, "prompt": MAX_PROMPT_CHARS},
+            }
+        )
 
     @app.get("/api/read")
-    def read(rev: Annotated[str, Query(max_length=64)] = "workspace") -> Response:
+    def read(request: Request) -> Response:
         try:
-            return JSONResponse(read_revision(store, store.resolve(rev)))
+            rev = store.resolve(_query(request, ["rev"]).get("rev", "workspace"))
+        except BadQuery as err:
+            return _error(400, str(err))
         except UnknownRevision as err:
             return _error(404, str(err))
+        return JSONResponse(read_revision(store, rev))
 
     @app.get("/api/generate")
     def generate(request: Request) -> Response:
+        arrived = time.perf_counter()  # the timings the page shows include any wait here
         try:
-            req = GenerateRequest(**dict(request.query_params))
+            req = GenerateRequest(**_query(request, GenerateRequest.model_fields))
             decoding = Decoding(req.temperature, req.top_k, req.top_p)
             rev = store.resolve(req.rev)
-            loaded = models.get(rev, req.model)
         except ValidationError as err:
             return _error(400, _message(err))
-        except (ValueError, UserError) as err:
+        except (ValueError, UserError) as err:  # BadQuery too
             return _error(400, str(err))
-        except (UnknownRevision, UnknownModel) as err:
+        except UnknownRevision as err:
             return _error(404, str(err))
-        prompt_ids = prompt_context(loaded.vocab, req.prompt)
+        give_back = slots.take()
+        if give_back is None:
+            return _error(
+                429,
+                f"busy: {slots.size} generations are running, the most this page runs at once "
+                "(--max-streams); try again when one ends",
+            )
+        try:
+            loaded = models.get(rev, req.model)
+            prompt_ids = prompt_context(loaded.vocab, req.prompt)
+        except UnknownModel as err:
+            give_back()
+            return _error(404, str(err))
+        except BaseException:
+            give_back()
+            raise
+        events = _stream(loaded, prompt_ids, req, decoding, rev.label, arrived, give_back)
+        # A stream the client drops before it starts never runs its `finally`: the slot is
+        # given back when the generator is collected.
+        weakref.finalize(events, give_back)
         return StreamingResponse(
-            _stream(loaded, prompt_ids, req, decoding, rev.label),
+            events,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -158,12 +303,27 @@ def create_app(root: str | Path = ".", num_commits: int = 10) -> FastAPI:
 
 
 def _stream(
-    loaded, prompt_ids, req: GenerateRequest, decoding: Decoding, label: str
+    loaded,
+    prompt_ids,
+    req: GenerateRequest,
+    decoding: Decoding,
+    label: str,
+    t0: float,
+    give_back: Callable[[], None],
 ) -> Iterator[str]:
     """Server-sent events: ``start``, a ``tokens`` event per chunk (each sample's new text),
-    ``done`` with the timings. A sync generator: Starlette runs it in its thread pool, so the
-    TensorFlow work never blocks the event loop."""
-    t0 = time.perf_counter()
+    ``done`` with the timings, counted from ``t0`` (the request's arrival). A sync generator:
+    Starlette runs it in its thread pool, so the TensorFlow work never blocks the event loop.
+    However it ends, its generation slot is given back."""
+    try:
+        yield from _events(loaded, prompt_ids, req, decoding, label, t0)
+    finally:
+        give_back()
+
+
+def _events(
+    loaded, prompt_ids, req: GenerateRequest, decoding: Decoding, label: str, t0: float
+) -> Iterator[str]:
     yield _sse("start", {"model": req.model, "revision": label, "n": req.n, "seed": req.seed})
     rows: list[list[int]] = [[] for _ in range(req.n)]
     shown = [""] * req.n

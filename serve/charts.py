@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import re
+from functools import partial
 
 import yaml
 
@@ -34,9 +35,9 @@ def _series_name(path: str, field: str) -> str:
     return stem if stem.endswith(field) else f"{stem}: {field}"
 
 
-def plot_spec(title: str, entry: dict, files: dict[str, str]) -> dict | None:
-    """One dvc.yaml plot (``linear`` or ``errorbars`` template) as a Vega-Lite spec; None when
-    none of its files is there."""
+def plot_spec(title: str, entry: dict, files: dict[str, list[dict]]) -> dict | None:
+    """One dvc.yaml plot (``linear`` or ``errorbars`` template) as a Vega-Lite spec from its
+    files' rows (``_rows``, by path); None when none of its files is there."""
     x = entry.get("x", "step")
     ys = entry.get("y") or {}
     if isinstance(ys, str):
@@ -47,7 +48,7 @@ def plot_spec(title: str, entry: dict, files: dict[str, str]) -> dict | None:
             continue
         for field in [fields] if isinstance(fields, str) else list(fields):
             series = _series_name(path, field)
-            for row in _rows(path, files[path]):
+            for row in files[path]:
                 # "i": the file's row order (temperature, step), which the line follows
                 point = chart_point(row, x, field, series, len(values))
                 if point is not None:
@@ -87,54 +88,101 @@ def _verdict(report: str) -> list[str]:
     return out
 
 
+class _Reader:
+    """Reads a revision's files for the page: a file that cannot be read or parsed is skipped
+    and named in ``problems``, so one bad file (a truncated plot, a metrics file caught
+    mid-write, bytes that are not UTF-8) costs its own entry, never the whole answer."""
+
+    def __init__(self, store: RevisionStore, rev: Revision):
+        self.store, self.rev = store, rev
+        self.problems: list[dict] = []
+
+    def skip(self, path: str, why: str) -> None:
+        self.problems.append({"file": path, "error": " ".join(why.split())[:200]})
+
+    def parsed(self, path: str, parse=lambda text: text):
+        """``parse(text)`` of the file at ``path``; None when it is missing or bad."""
+        try:
+            text = self.store.read_text(self.rev, path)
+            return None if text is None else parse(text)
+        except UnicodeDecodeError:
+            self.skip(path, "not UTF-8 text")
+        except json.JSONDecodeError as err:
+            self.skip(path, f"not valid JSON ({err.msg}, line {err.lineno})")
+        except yaml.YAMLError as err:
+            self.skip(path, f"not valid YAML ({getattr(err, 'problem', None) or err})")
+        except Exception as err:  # whatever else a file can do, it is that file's problem
+            self.skip(path, f"unreadable ({type(err).__name__}: {err})")
+        return None
+
+
+def _metrics_rows(text: str) -> list[list]:
+    flat = _flatten(json.loads(text))
+    return [[k, v] for k, v in flat.items() if isinstance(v, (int, float, str))]
+
+
+def _first_samples(text: str) -> list[str]:
+    texts = []
+    for line in text.splitlines()[:SAMPLES_SHOWN]:
+        try:
+            texts.append(str(json.loads(line).get("text", ""))[:SAMPLE_CHARS])
+        except (json.JSONDecodeError, AttributeError):
+            continue  # a line that is not a sample object: the others still show
+    return texts
+
+
 def read_revision(store: RevisionStore, rev: Revision) -> dict:
-    """Everything the page's "Read" section shows for ``rev``: missing pieces are left out."""
-    dvc_yaml = yaml.safe_load(store.read_text(rev, "dvc.yaml") or "") or {}
+    """Everything the page's "Read" section shows for ``rev``: missing pieces are left out, bad
+    files are listed in ``problems`` (file and why)."""
+    reader = _Reader(store, rev)
+    dvc_yaml = reader.parsed("dvc.yaml", yaml.safe_load) or {}
+    if not isinstance(dvc_yaml, dict):
+        reader.skip("dvc.yaml", "not a mapping of stages, plots and metrics")
+        dvc_yaml = {}
     charts = []
-    for item in dvc_yaml.get("plots") or []:
+    for item in _list(dvc_yaml.get("plots")):
         if not isinstance(item, dict):
             continue  # a bare path: no axes to draw it with
         for title, entry in item.items():
-            entry = entry or {}
+            entry = entry if isinstance(entry, dict) else {}
             ys = entry.get("y") if isinstance(entry.get("y"), dict) else {}
-            files = {p: t for p in ys if (t := store.read_text(rev, p)) is not None}
-            spec = plot_spec(title, entry, files)
+            files = {p: r for p in ys if (r := reader.parsed(str(p), partial(_rows, str(p))))}
+            try:
+                spec = plot_spec(str(title), entry, files)
+            except Exception as err:  # a plot entry of an unexpected shape
+                reader.skip("dvc.yaml", f"plot {title!r} cannot be drawn ({err})")
+                spec = None
             if spec:
                 charts.append(spec)
     metrics = []
-    for declared in dvc_yaml.get("metrics") or []:
+    for declared in _list(dvc_yaml.get("metrics")):
+        declared = str(declared)
         # A stage's every figure is in results/, its headline in the declared metrics/ file.
-        path, text = declared, None
+        path, rows = declared, None
         if declared.startswith("metrics/"):
             path = "results/" + declared.removeprefix("metrics/")
-            text = store.read_text(rev, path)
-        if text is None:
-            path, text = declared, store.read_text(rev, declared)
-        if text is None:
-            continue
-        try:
-            flat = _flatten(json.loads(text))
-        except json.JSONDecodeError:
-            continue
-        rows = [[k, v] for k, v in flat.items() if isinstance(v, (int, float, str))]
-        metrics.append({"file": path, "rows": rows})
-    report = store.read_text(rev, "reports/report.md")
+            rows = reader.parsed(path, _metrics_rows)
+        if rows is None:
+            path, rows = declared, reader.parsed(declared, _metrics_rows)
+        if rows is not None:
+            metrics.append({"file": path, "rows": rows})
+    report = reader.parsed("reports/report.md")
     samples = []
     for path in store.list_dir(rev, "samples"):
-        if not path.endswith(".jsonl"):
-            continue
-        text = store.read_text(rev, path) or ""
-        texts = []
-        for line in text.splitlines()[:SAMPLES_SHOWN]:
-            try:
-                texts.append(str(json.loads(line).get("text", ""))[:SAMPLE_CHARS])
-            except (json.JSONDecodeError, AttributeError):
-                continue
-        samples.append({"file": path, "texts": texts})
+        if path.endswith(".jsonl"):
+            texts = reader.parsed(path, _first_samples)
+            if texts is not None:
+                samples.append({"file": path, "texts": texts})
     return {
         "revision": rev.label,
+        "problem": rev.problem,
         "verdict": _verdict(report) if report else [],
         "charts": charts,
         "metrics": metrics,
         "samples": samples,
+        "problems": reader.problems,
     }
+
+
+def _list(value: object) -> list:
+    return value if isinstance(value, list) else []

@@ -31,18 +31,33 @@
     if (value !== undefined) select.value = value;
   }
 
-  async function init() {
-    const resp = await fetch("/api/revisions");
-    const data = await resp.json();
+  function fillRevisions(data) {
     const revs = data.revisions.map((r) => [r.id, r.label]);
+    const keep = (select) => (revs.some(([id]) => id === select.value) ? select.value : revs[0][0]);
+    for (const sel of ["#revision", "#panel-a .rev", "#panel-b .rev"]) {
+      fillSelect(q(sel), revs, keep(q(sel)));
+    }
+    const ws = data.revisions.find((r) => r.kind === "workspace");
+    const listing = q("#listing");
+    listing.textContent = ws && ws.problem ? `workspace: ${ws.problem}` : "";
+    listing.hidden = !listing.textContent;
+    const more = data.pending ? " (listing commits and experiments...)" : "";
+    q("#status").textContent = `${revs.length} revisions${more}; at most ${data.limits.length} tokens, ${data.limits.n} samples`;
+  }
+
+  async function listRevisions() {
+    const data = await (await fetch("/api/revisions")).json();
+    fillRevisions(data);
+    // The server lists in the background; until its first listing ends, ask again.
+    if (data.pending) setTimeout(() => listRevisions().catch(() => {}), 1000);
+    return data;
+  }
+
+  async function init() {
+    const data = await listRevisions();
     const models = data.models.map((m) => [m.name, m.label]);
-    const first = revs[0][0];
-    fillSelect(q("#revision"), revs, first);
-    fillSelect(q("#panel-a .rev"), revs, first);
-    fillSelect(q("#panel-b .rev"), revs, first);
     fillSelect(q("#panel-a .model"), models, "lstm");
     fillSelect(q("#panel-b .model"), models, "gan");
-    q("#status").textContent = `${revs.length} revisions; at most ${data.limits.length} tokens, ${data.limits.n} samples`;
     q("#revision").addEventListener("change", () => {
       // Choosing a revision to read also points both panels at it.
       q("#panel-a .rev").value = q("#revision").value;
@@ -153,8 +168,10 @@
     if (seq !== readSeq) return; // another revision was chosen meanwhile: its answer wins
     const box = q("#read-message");
     box.hidden = true;
-    for (const id of ["#verdict", "#charts", "#metrics", "#samples"]) q(id).replaceChildren();
+    for (const id of ["#verdict", "#charts", "#metrics", "#samples", "#skipped"]) q(id).replaceChildren();
     if (!resp.ok) { box.textContent = data.error; box.hidden = false; return; }
+    if (data.problem) { box.textContent = data.problem; box.hidden = false; }
+    for (const p of data.problems) q("#skipped").append(el("li", `skipped ${p.file}: ${p.error}`));
     if (!data.verdict.length) q("#verdict").append(el("p", "no report at this revision"));
     for (const p of data.verdict) q("#verdict").append(el("p", p));
     for (const spec of data.charts) {
