@@ -31,10 +31,10 @@ TINY_PARAMS = merged(
             "embedding_dim": 8,
             "hidden": 16,
             "layers": 2,
-            "dropout": 0.0,
+            "dropout": 0.1,  # on, so that the kill chain (tests/test_kill.py) resumes its draws
             "seq_len": 32,
             "batch_size": 8,
-            "epochs": 2,
+            "epochs": 4,  # the kill chain kills after the third epoch's checkpoint
             "steps_per_epoch": 10,
             "warmup_steps": 0,
             "eval_batch_size": 8,
@@ -52,7 +52,7 @@ TINY_PARAMS = merged(
         "gan": {
             "seq_len": 16,
             "batch_size": 8,
-            "steps": 4,
+            "steps": 6,
             "d_pretrain_steps": 2,
             "log_every": 2,
             "d_filters": 8,

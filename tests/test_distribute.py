@@ -190,10 +190,12 @@ def test_the_stage_on_two_workers_writes_once_what_one_device_writes(tmp_path):
     """train_lstm on two worker processes (TF_CONFIG, 127.0.0.1): the chief writes the model
     and metrics one device writes for the same global batch; the other worker writes nothing."""
     one, two = tmp_path / "one", tmp_path / "two"
-    make_repo(one)
+    # Two epochs, no dropout: the two workers' global batch is one device's, draw for draw.
+    params = merged(TINY_PARAMS, {"lstm": {"dropout": 0.0, "epochs": 2}})
+    make_repo(one, params)
     _finish(_start([sys.executable, "stages/prepare.py"], one))
     _finish(_start([sys.executable, "stages/train_lstm.py"], one))
-    make_repo(two, merged(TINY_PARAMS, {"lstm": {"distribute": "multi_worker"}}))
+    make_repo(two, merged(params, {"lstm": {"distribute": "multi_worker"}}))
     _finish(_start([sys.executable, "stages/prepare.py"], two))
     worker_dir = tmp_path / "worker1"  # the second machine: its own copy of the checkout
     make_repo(worker_dir, yaml.safe_load((two / "params.yaml").read_text()))

@@ -67,6 +67,7 @@ def test_missing_inputs_of_later_stages(tmp_path):
 
 LINE_PARAMS = {
     **TINY_PARAMS,
+    "lstm": {**TINY_PARAMS["lstm"], "epochs": 2},
     "data": {
         **TINY_PARAMS["data"],
         "unit": "line",
