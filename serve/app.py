@@ -174,14 +174,11 @@ class Slots:
         """A function that gives the slot back (once, however often called), or None."""
         if not self._free.acquire(blocking=False):
             return None
-        done = threading.Event()
-        lock = threading.Lock()
+        once = threading.Lock()  # held for good by the first give_back
 
         def give_back() -> None:
-            with lock:
-                if not done.is_set():
-                    done.set()
-                    self._free.release()
+            if once.acquire(blocking=False):
+                self._free.release()
 
         return give_back
 

@@ -12,7 +12,7 @@ from functools import partial
 
 import yaml
 
-from serve.revisions import Revision, RevisionStore
+from serve.revisions import Revision, RevisionStore, one_line
 from textgen.figures import chart_point, curve_chart
 
 SAMPLES_SHOWN = 3  # per samples/*.jsonl file
@@ -98,7 +98,7 @@ class _Reader:
         self.problems: list[dict] = []
 
     def skip(self, path: str, why: str) -> None:
-        self.problems.append({"file": path, "error": " ".join(why.split())[:200]})
+        self.problems.append({"file": path, "error": one_line(why, 200)})
 
     def parsed(self, path: str, parse=lambda text: text):
         """``parse(text)`` of the file at ``path``; None when it is missing or bad."""

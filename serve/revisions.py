@@ -43,7 +43,7 @@ class Revision:
     problem: str | None = None  # why DVC cannot read this revision's pipeline, in one line
 
 
-def _one_line(text: str, limit: int = 300) -> str:
+def one_line(text: str, limit: int = 300) -> str:
     line = " ".join(str(text).split())
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
@@ -64,7 +64,7 @@ def parse_exp_show(entries: list[dict]) -> list[Revision]:
         if rev == WORKSPACE:
             if error:
                 msg = error.get("msg") if isinstance(error, dict) else error
-                out[0] = workspace(f"DVC cannot read the pipeline: {_one_line(msg)}")
+                out[0] = workspace(f"DVC cannot read the pipeline: {one_line(msg)}")
             return
         if not rev or rev in seen or error:
             return
@@ -141,11 +141,11 @@ class RevisionStore:
                 revisions = parse_exp_show(json.loads(proc.stdout))
             else:
                 lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-                why = _one_line(lines[-1] if lines else f"exit status {proc.returncode}")
+                why = one_line(lines[-1] if lines else f"exit status {proc.returncode}")
                 revisions = [workspace(f"`dvc exp show` failed: {why}")]
         except (OSError, ValueError, subprocess.TimeoutExpired) as err:
             log.warning("listing revisions failed: %s", err)
-            revisions = [workspace(f"`dvc exp show` failed: {_one_line(err)}")]
+            revisions = [workspace(f"`dvc exp show` failed: {one_line(err)}")]
         if revisions[0].problem and "validation failed" in revisions[0].problem:
             revisions[0] = workspace(f"{revisions[0].problem}: {_validation_errors(self.root)}")
         with self._guard:
@@ -247,7 +247,7 @@ def _validation_errors(root: Path) -> str:
     except Exception as err:
         errors = getattr(getattr(err, "exc", None), "errors", None) or [err]
         return "; ".join(
-            _one_line(getattr(e, "error_message", e))
+            one_line(getattr(e, "error_message", e))
             + (f", in {' -> '.join(map(str, e.path))}" if getattr(e, "path", None) else "")
             for e in errors
         )

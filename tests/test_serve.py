@@ -625,6 +625,8 @@ def app(pipeline):
 
 @pytest.fixture(scope="module")
 def server(app):
+    # Tests name commits and experiments: the first listing (in the background) must be in.
+    assert app.state.store.wait_listed(120), "the first listing never ended"
     with serving(app) as base:
         yield base
 
