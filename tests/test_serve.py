@@ -354,19 +354,17 @@ def test_revision_filesystems_beyond_the_bound_are_closed(tmp_path, monkeypatch)
 # --- over HTTP ------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def serving(app):
     """``app`` on uvicorn on a free loopback port, for the ``with`` block: its base URL."""
-    port = _free_port()
+    # The socket is bound here and handed to uvicorn: a port picked, closed and bound again
+    # later can be taken meanwhile by another worker's server.
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
     # log_config None: uvicorn would point logging at the stderr pytest captures, then closes.
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
-    thread = threading.Thread(target=srv.run, daemon=True)
+    srv = uvicorn.Server(uvicorn.Config(app, log_config=None))
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
     while not srv.started:
