@@ -17,6 +17,17 @@ the held-out windows against training seconds) is written as JSON records for DV
 
     .venv/bin/python bench/quality.py [--corpus ../shared/data/tinyshakespeare.txt
         --budget-s 600 --set dropout=0.2 --set hidden=256 ... --out bench-quality.json]
+
+Quality per token (``--tokens``): textgen's model alone, trained for a token budget, its
+held-out NLL (256-character windows) printed at every budget beside the reference's figure
+where one is known (``REFERENCE``: the same architecture and schedule written in another
+framework with its default initialisation, dropout 0.2, batch 64 x 128, issue 25). The
+cosine schedule ends at ``--schedule-tokens`` (default: the last budget). ``--keras-init`` and
+``--embedding-dropout`` put back the model's earlier choices, so each lever is measured alone:
+
+    .venv/bin/python bench/quality.py --tokens 7.0M --set dropout=0.2 --keras-init
+    .venv/bin/python bench/quality.py --tokens 7.5M 15M 22M --schedule-tokens 44.9M \
+        --set dropout=0.2 --set learning_rate=0.01
 """
 
 import argparse
@@ -39,6 +50,64 @@ from textgen.vocab import Vocabulary
 ROOT = Path(__file__).resolve().parents[1]
 NANOGPT_WINDOW = 256  # nanoGPT's block_size for shakespeare_char
 OUT_NAME = "bench-quality.json"  # the curve's file name, also inside an --out folder
+
+# The reference's held-out NLL (tinyshakespeare, last 10%, 256-character windows), by (peak
+# learning rate, tokens of the cosine schedule) and then tokens seen: issue 25's figures.
+REFERENCE = {
+    (5e-3, 7.0e6): {7.0e6: "1.599-1.616"},
+    (1e-2, 7.0e6): {7.0e6: "1.562"},
+    (2e-2, 7.0e6): {7.0e6: "1.556"},
+    (2e-2, 44.9e6): {7.5e6: "1.557", 15e6: "1.510", 22e6: "1.490"},
+}
+
+
+def token_count(text: str) -> float:
+    """7.0M, 15M, 44.9M, 7000000 -> tokens."""
+    scale = {"K": 1e3, "M": 1e6, "G": 1e9}.get(text[-1:].upper(), 1.0)
+    number = text[:-1] if scale != 1.0 else text
+    try:
+        value = float(number) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a count such as 7.0M or 22000000") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be positive")
+    return value
+
+
+class Budgets(keras.callbacks.Callback):
+    """Scores the held-out text after each budget's step (the model as it is then: the run
+    goes on) and stops training after the last."""
+
+    def __init__(self, steps: list[int], scorer) -> None:
+        super().__init__()
+        self.steps, self.scorer, self.step, self.nll = steps, scorer, 0, {}
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.step += 1
+        if self.step in self.steps:
+            self.nll[self.step] = self.scorer(self.model)
+            print(f"  step {self.step}: held-out {self.nll[self.step]:.4f}", flush=True)
+            if self.step == self.steps[-1]:
+                self.model.stop_training = True
+
+
+def earlier_model(vocab: int, p: LSTMParams, keras_init: bool, embedding_dropout: bool):
+    """``build_model`` with its earlier choices put back: Keras' uniform(-0.05, 0.05)
+    embedding initialisation, and dropout on the embedding's output too."""
+    model = build_model(vocab, **p.architecture)
+    if keras_init:
+        embedding = model.get_layer("embedding")
+        embedding.embeddings.assign(
+            keras.initializers.RandomUniform(-0.05, 0.05)(embedding.embeddings.shape)
+        )
+    if not embedding_dropout:
+        return model
+    x = model.get_layer("embedding").output
+    x = keras.layers.Dropout(p.dropout, name="dropout_embedding")(x)
+    for i in range(p.layers):
+        x, _, _ = model.get_layer(f"lstm_{i}")(x)
+        x = model.get_layer(f"dropout_{i}")(x)
+    return keras.Model(model.input, model.get_layer("logits")(x), name="lstm_lm")
 
 
 class Clock(keras.callbacks.Callback):
@@ -103,6 +172,20 @@ def main() -> None:
     parser.add_argument("--curve-points", type=int, default=10)
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument(
+        "--tokens",
+        type=token_count,
+        nargs="+",
+        metavar="N",
+        help="quality per token: train textgen's model for these budgets (7.0M, 15M, ...)",
+    )
+    parser.add_argument(
+        "--schedule-tokens", type=token_count, help="where the cosine ends (default: the last N)"
+    )
+    parser.add_argument("--keras-init", action="store_true", help="embedding uniform(-0.05, 0.05)")
+    parser.add_argument(
+        "--embedding-dropout", action="store_true", help="dropout on the embedding too"
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=Path(OUT_NAME),
@@ -134,8 +217,8 @@ def main() -> None:
     seed_everything(seed)
     print(
         f"{args.corpus.name}: {len(train_ids):,} train / {len(val_ids):,} held-out characters, "
-        f"vocabulary {len(vocab)} (unknown held-out: {np.mean(val_ids == vocab.unk_id):.1e}); "
-        f"budget {args.budget_s:.0f} s of training each"
+        f"vocabulary {len(vocab)} (unknown held-out: {np.mean(val_ids == vocab.unk_id):.1e})"
+        + ("" if args.tokens else f"; budget {args.budget_s:.0f} s of training each")
     )
     print(f"model {p.layers}x{p.hidden} LSTM, embedding {p.embedding_dim}; overrides {overrides}")
 
@@ -153,7 +236,13 @@ def main() -> None:
         fit = {"epochs": epochs, "steps_per_epoch": max(steps // epochs, 1), "verbose": 0}
         model.fit(ds, callbacks=[val, *callbacks], shuffle=False, **fit)
 
-    contenders = [("textgen", lambda: build_model(len(vocab), **p.architecture), ours)]
+    def build() -> keras.Model:
+        return earlier_model(len(vocab), p, args.keras_init, args.embedding_dropout)
+
+    if args.tokens:
+        per_token(args, build, p, source, curve, val_ids, seed)
+        return
+    contenders = [("textgen", build, ours)]
     if not args.no_baseline:
         contenders.append(("plain Keras", lambda: plain_model(len(vocab), p), plain))
     records, rows = [], []
@@ -178,6 +267,42 @@ def main() -> None:
         print(f"{name:<12} {rate:>8.2f} {steps:>6} {seconds:>8.0f} {nll:>18.4f} {carried:>20.4f}")
     out.write_text(json.dumps(records, indent=1) + "\n")
     print(f"curve: {out} (dvc plots show {out} -x seconds -y nll)")
+
+
+def per_token(args, build, p: LSTMParams, source, curve, val_ids, seed: int) -> None:
+    """Quality per token: one run to the last budget, scored at every budget."""
+    budgets = sorted(args.tokens)
+    per_step = p.batch_size * p.seq_len
+    steps = [max(1, round(t / per_step)) for t in budgets]
+    schedule = max(round((args.schedule_tokens or budgets[-1]) / per_step), steps[-1])
+    epochs = min(args.curve_points, schedule)
+    # Early stopping off: a budget is trained whole, as the reference's runs were.
+    q = p.model_copy(
+        update={"epochs": epochs, "steps_per_epoch": -(-schedule // epochs), "patience": epochs}
+    )
+    print(
+        f"budgets {', '.join(f'{t / 1e6:g}M' for t in budgets)} tokens = steps {steps}; "
+        f"cosine over {schedule} steps ({schedule * per_step / 1e6:.1f}M tokens); "
+        f"peak learning rate {p.learning_rate:g}, dropout {p.dropout:g}, "
+        f"{'Keras' if args.keras_init else 'N(0, 1)'} embedding init, "
+        f"dropout {'on' if args.embedding_dropout else 'not on'} the embedding",
+        flush=True,
+    )
+    keras.utils.set_random_seed(seed)
+    model = build()
+    budgets_ = Budgets(steps, lambda m: windows_nll(m, val_ids))
+    start = time.perf_counter()
+    train(model, source, curve, q, seed, callbacks=[budgets_], verbose=0)
+    seconds = time.perf_counter() - start
+    reference = REFERENCE.get((round(p.learning_rate, 6), round(schedule * per_step, -5)), {})
+    print(f"\n{'tokens':>8} {'steps':>6} {'held-out NLL':>13} {'reference':>12}")
+    for tokens, step in zip(budgets, steps, strict=True):
+        near = [r for t, r in reference.items() if abs(t - step * per_step) / t < 0.02]
+        print(
+            f"{tokens / 1e6:>7.2f}M {step:>6} {budgets_.nll.get(step, float('nan')):>13.4f} "
+            f"{near[0] if near else '-':>12}"
+        )
+    print(f"{seconds:.0f} s ({steps[-1] * per_step / seconds:,.0f} tokens/s, scoring included)")
 
 
 if __name__ == "__main__":

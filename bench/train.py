@@ -2,29 +2,45 @@
 
 Every contender is timed in one run on the same batches: ``StreamSource.batches`` over one token
 stream drawn from a seeded NumPy Generator (int32 [batch, seq_len] inputs and targets, the
-targets shifted by one; Zipf-skewed, so that a few steps have something to learn). Each runs
-``model.fit`` for one epoch of warm-up + timed steps; a callback reads ``time.perf_counter`` at
-the start of the first timed step and the end of the last, so tracing, compilation, warm-up and
-the end-of-epoch validation are outside the timing. The textgen contenders are trained by
+targets shifted by one; Zipf-skewed, so that a few steps have something to learn). Each round
+runs every contender once, in an order rotated round by round, on the model it built in the
+first round (traced once): ``model.fit`` for one epoch of warm-up + timed steps, a callback
+reading ``time.perf_counter`` at the start of the first timed step and the end of the last,
+so tracing, warm-up and the end-of-epoch validation are outside the timing. Every ratio is
+computed within a round (the contenders ran minutes apart at most) and printed as the median
+over the rounds, with its spread (lowest and highest): a busy moment moves one round, not the
+median.
+
+The stage contender is a real epoch of ``train_lstm`` at the same size: ``train()`` with the
+token stream read from a memory-mapped ``.npy`` file as the stage reads it, validation over a
+split of the stage's relative size (``data.val_fraction`` of the corpus), the checkpoint
+written after the epoch, timed from the epoch's first step to the checkpoint written (its
+first round, which traces, is not counted). Its ratio to the bare step is what a real epoch
+costs beyond the steps themselves. The textgen contenders are trained by
 ``textgen.training.train`` itself (its dataset, Adam with warm-up + cosine decay and
 global_clipnorm, its loss and callbacks); the plain ones by ``model.fit`` with Keras defaults.
 The loss on one held-out batch afterwards checks that every variant trains (bf16 included); it
 is no quality claim. Absolute speed on a shared machine is noise: read the ratios.
 
     .venv/bin/python bench/train.py [--hidden 192 --layers 2 --embedding 64 --batch 64
-        --seq-len 128 --vocab 65 --steps 30 --warmup 3]
+        --seq-len 128 --vocab 65 --steps 30 --warmup 3 --rounds 5 --stage-steps 60]
 """
 
 import argparse
-import contextlib
 import math
+import shutil
+import statistics
+import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
+from textgen.artifacts import load_tokens, save_tokens
 from textgen.backend import keras, tf
 from textgen.config import LSTMParams, load_params
+from textgen.distribute import policy
 from textgen.model import build_model
 from textgen.seeding import seed_everything
 from textgen.sources import StreamSource
@@ -75,16 +91,6 @@ class StepTimer(keras.callbacks.Callback):
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         if batch == self.last:
             self.seconds = time.perf_counter() - self.start
-
-
-@contextlib.contextmanager
-def policy(name: str) -> Iterator[None]:
-    """Build layers under a Keras dtype policy, then back to float32 for whatever follows."""
-    keras.mixed_precision.set_global_policy(name)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
 
 
 def plain_model(vocab: int, p: LSTMParams) -> keras.Model:
@@ -140,6 +146,20 @@ def projected_model(vocab: int, p: LSTMParams) -> keras.Model:
     return keras.Sequential([*layers, keras.layers.Dense(vocab, dtype="float32")])
 
 
+class EpochTimer(keras.callbacks.Callback):
+    """The stage contender's clock: starts at its epoch's first step; the caller stops it
+    when ``train`` returns (validation and the checkpoint written by then)."""
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        if batch == 0:
+            self.start = time.perf_counter()
+
+
+def spread(values: list[float]) -> str:
+    """Median [lowest-highest]."""
+    return f"{statistics.median(values):.2f}x [{min(values):.2f}-{max(values):.2f}]"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hidden", type=int, default=192)
@@ -150,8 +170,13 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=65, help="a character vocabulary")
     parser.add_argument("--steps", type=int, default=30, help="timed steps per contender")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (>= 1)")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds (after one untimed)")
+    parser.add_argument("--stage-steps", type=int, default=60, help="the stage epoch's steps")
     parser.add_argument("--no-xla", action="store_true", help="skip the jit_compile contender")
+    parser.add_argument("--no-stage", action="store_true", help="skip the stage contender")
     args = parser.parse_args()
+    if args.rounds < 1 or args.steps < 1 or args.stage_steps < 1:
+        parser.error("--rounds, --steps and --stage-steps must be positive")
 
     tf.get_logger().setLevel("ERROR")  # each model traces its own steps: not "retracing"
     seed = 0
@@ -160,25 +185,59 @@ def main() -> None:
     update |= {"batch_size": args.batch, "seq_len": args.seq_len, "epochs": 1}
     n_steps = max(args.warmup, 1) + args.steps
     update["steps_per_epoch"] = n_steps  # one epoch of exactly the steps fit runs
-    p = load_params("params.yaml").lstm.model_copy(update=update)  # the rest as shipped
+    shipped = load_params("params.yaml")
+    p = shipped.lstm.model_copy(update=update)  # the rest as shipped
 
     zipf = 1.0 / np.arange(1, args.vocab + 1)
     zipf /= zipf.sum()
     rng = np.random.default_rng(seed)
-    n_tokens = n_steps * args.batch * args.seq_len + 2 * args.seq_len + 1
-    tokens = rng.choice(args.vocab, n_tokens, p=zipf).astype(np.int32)
-    val = rng.choice(args.vocab, args.batch * args.seq_len + 1, p=zipf).astype(np.int32)
+
+    def stream(n: int) -> np.ndarray:
+        return rng.choice(args.vocab, n, p=zipf).astype(np.int32)
+
+    tokens = stream(n_steps * args.batch * args.seq_len + 2 * args.seq_len + 1)
+    val = stream(args.batch * args.seq_len + 1)
     val_x, val_y = (v.reshape(args.batch, args.seq_len) for v in (val[:-1], val[1:]))
     source = StreamSource(tokens)
 
+    # The stage's epoch: its training stream from a memory-mapped file, its validation split
+    # in the corpus' proportions (val_fraction of the whole; train is the rest but test).
+    scratch = Path(tempfile.mkdtemp(prefix="bench-train-"))
+    d = shipped.data
+    stage_tokens = args.stage_steps * args.batch * args.seq_len + 2 * args.seq_len + 1
+    save_tokens(scratch / "train.npy", stream(stage_tokens))
+    stage_source = StreamSource(load_tokens(scratch / "train.npy", args.vocab))
+    stage_val = StreamSource(
+        stream(int(stage_tokens * d.val_fraction / (1 - d.val_fraction - d.test_fraction)))
+    )
+    stage_p = p.model_copy(update={"steps_per_epoch": args.stage_steps})
+    stage_runs = iter(range(1_000_000))
+
     def textgen(model: keras.Model, timer: StepTimer) -> float:
+        # The same model every round: train() keeps its compiled step (no new trace).
         result = train(model, source, StreamSource(val), p, seed, callbacks=[timer], verbose=0)
+        return result.epoch_logs[-1]["val_loss"]
+
+    def stage(model: keras.Model, timer: StepTimer) -> float:
+        clock = EpochTimer()
+        result = train(
+            model,
+            stage_source,
+            stage_val,
+            stage_p,
+            seed,
+            callbacks=[clock],
+            verbose=0,
+            checkpoint_dir=scratch / f"checkpoint-{next(stage_runs)}",  # a new run each round
+        )
+        timer.seconds = time.perf_counter() - clock.start
         return result.epoch_logs[-1]["val_loss"]
 
     def plain(model: keras.Model, timer: StepTimer) -> float:
         # The same batches train() makes: the same seed and epoch length.
         ds = source.batches(args.batch, args.seq_len, seed, n_steps)
-        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        if not model.compiled:  # compiled (and traced) once, as train() does
+            model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         val_data = (val_x, val_y)  # one batch, as train() validates on it
         fit = {"epochs": 1, "steps_per_epoch": n_steps, "shuffle": False, "verbose": 0}
         hist = model.fit(ds, callbacks=[timer], validation_data=val_data, **fit)
@@ -189,8 +248,10 @@ def main() -> None:
         # Keras refuses XLA under op determinism (seed_everything), so lift it for this one.
         from tensorflow.python.framework import config as tf_config  # after TF's quiet import
 
-        compile_ = model.compile
-        model.compile = lambda **kw: compile_(**kw, jit_compile=True)
+        if not hasattr(model, "_bench_xla"):
+            compile_ = model.compile
+            model.compile = lambda **kw: compile_(**kw, jit_compile=True)
+            model._bench_xla = True
         tf_config.disable_op_determinism()
         try:
             loss = textgen(model, timer)
@@ -207,22 +268,15 @@ def main() -> None:
         ("plain Keras fp32", "float32", lambda: plain_model(vocab, p), plain),
         ("plain Keras mixed_bfloat16", "mixed_bfloat16", lambda: plain_model(vocab, p), plain),
         ("plain, input projection hoisted", "float32", lambda: projected_model(vocab, p), plain),
-        # build_model has no say over the logits' dtype: they come out bf16 (the loss casts
-        # them to float32 before the softmax).
-        (
-            "textgen + mixed_bfloat16 *",
-            "mixed_bfloat16",
-            lambda: build_model(vocab, **size),
-            textgen,
-        ),
+        # As train_lstm with lstm.precision bf16: float32 logits, validation in float32.
+        ("textgen + mixed_bfloat16", "mixed_bfloat16", lambda: build_model(vocab, **size), textgen),
     ]
-    xla = (
-        "textgen + jit_compile (XLA)",
-        "float32",
-        lambda: build_model(vocab, **size),
-        textgen_xla,
-    )
-    contenders += [] if args.no_xla else [xla]
+    if not args.no_xla:
+        xla = ("textgen + jit_compile (XLA)", "float32", lambda: build_model(vocab, **size))
+        contenders.append((*xla, textgen_xla))
+    if not args.no_stage:
+        epoch = ("stage epoch (train_lstm)", "float32", lambda: build_model(vocab, **size))
+        contenders.append((*epoch, stage))
 
     fp32_peak = matmul_gflops(tf.float32)
     bf16_peak = matmul_gflops(tf.bfloat16)
@@ -230,7 +284,8 @@ def main() -> None:
     print(f"model {args.layers}x{args.hidden} LSTM, embedding {args.embedding}, vocab {vocab}")
     print(
         f"batch {args.batch} x {args.seq_len} tokens, {args.steps} timed steps after "
-        f"{n_steps - args.steps} warm-up, model.fit; {flops / 1e6:.2f} MFLOP/token (train)"
+        f"{n_steps - args.steps} warm-up, model.fit; {args.rounds} rounds after an untimed "
+        f"one; the stage's epoch {args.stage_steps} steps; {flops / 1e6:.2f} MFLOP/token (train)"
     )
     print(
         f"matmul 2048^3 peak: fp32 {fp32_peak:.1f} GFLOP/s, bf16 "
@@ -242,32 +297,54 @@ def main() -> None:
         f"token entropy = {entropy:.3f} nats\n"
     )
 
-    rows = []
-    for name, dtype_policy, build, run in contenders:
-        keras.utils.set_random_seed(seed)  # the same initial draws for every contender
-        with policy(dtype_policy):
-            model = build()
-        timer = StepTimer(n_steps - args.steps, args.steps)
-        try:
-            loss = run(model, timer)
-        except Exception as err:  # e.g. XLA on CPU: report and go on
-            print(f"{name}: skipped ({type(err).__name__}: {str(err).splitlines()[0][:120]})")
-            continue
-        rows.append((name, args.batch * args.seq_len * args.steps / timer.seconds, loss))
+    models: dict[str, keras.Model] = {}
+    rates: dict[str, list[float]] = {name: [] for name, *_ in contenders}
+    losses: dict[str, float] = {}
+    for round_ in range(args.rounds + 1):  # round 0 builds and traces: not timed
+        shift = round_ % len(contenders)
+        for name, dtype_policy, build, run in contenders[shift:] + contenders[:shift]:
+            if name in models and models[name] is None:
+                continue  # skipped in round 0
+            if name not in models:
+                keras.utils.set_random_seed(seed)  # the same initial draws for every contender
+                with policy(dtype_policy):
+                    models[name] = build()
+            timer = StepTimer(n_steps - args.steps, args.steps)
+            try:
+                losses[name] = run(models[name], timer)
+            except Exception as err:  # e.g. XLA on CPU: report and go on
+                print(f"{name}: skipped ({type(err).__name__}: {str(err).splitlines()[0][:120]})")
+                models[name] = None
+                continue
+            if round_:
+                steps = args.stage_steps if run is stage else args.steps
+                rates[name].append(args.batch * args.seq_len * steps / timer.seconds)
+        if round_:
+            line = ", ".join(f"{n.split(' (')[0]} {r[-1]:,.0f}" for n, r in rates.items() if r)
+            print(f"round {round_}: tokens/s {line}", flush=True)
 
-    base = next((tps for name, tps, _ in rows if name == "plain Keras fp32"), math.nan)
+    base = rates["plain Keras fp32"]
     print(
-        f"{'contender':30s}{'tokens/s':>10s}{'GFLOP/s':>9s}{'vs fp32':>9s}"
+        f"\n{'contender':32s}{'tokens/s':>10s}{'GFLOP/s':>9s}{'vs plain fp32, median [range]':>31s}"
         f"{'% fp32 pk':>11s}{'% bf16 pk':>11s}{'val loss':>10s}"
     )
-    for name, tps, loss in rows:
+    for name, *_ in contenders:
+        if not rates[name]:
+            continue
+        tps = statistics.median(rates[name])
         achieved = tps * flops / 1e9
         bf16_share = f"{100 * achieved / bf16_peak:10.1f}%" if bf16_peak else f"{'-':>11s}"
+        ratios = [r / b for r, b in zip(rates[name], base, strict=True)]
         print(
-            f"{name:30s}{tps:10.0f}{achieved:9.2f}{tps / base:8.2f}x"
-            f"{100 * achieved / fp32_peak:10.1f}%{bf16_share}{loss:10.4f}"
+            f"{name:32s}{tps:10.0f}{achieved:9.2f}{spread(ratios):>31s}"
+            f"{100 * achieved / fp32_peak:10.1f}%{bf16_share}{losses[name]:10.4f}"
         )
-    print("* textgen's logits layer follows the policy: bf16 logits, cast to fp32 in the loss")
+    if rates.get("stage epoch (train_lstm)"):
+        bare = rates["textgen (train_lstm)"]
+        epoch = rates["stage epoch (train_lstm)"]
+        ratios = [e / b for e, b in zip(epoch, bare, strict=True)]
+        print(f"\nstage epoch / bare step (same round): {spread(ratios)}")
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,13 @@ import pytest
 
 from tests.params import lstm_params
 from tests.test_sources import padded_rows
+from textgen import distribute
 from textgen.backend import keras
 from textgen.model import build_model, logits_layer
 from textgen.scoring import heldout_nll, score
 from textgen.seeding import seed_everything
 from textgen.sources import RowSource, StreamSource
-from textgen.training import learning_rate, train
+from textgen.training import learning_rate, train, train_language_model
 
 TINY = lstm_params(
     embedding_dim=8,
@@ -89,6 +90,23 @@ def _train_twice(tmp_path, data, val, params, kill_after):
     return (straight, whole), (resumed, result)
 
 
+def test_a_model_trained_again_from_its_start_repeats_its_run_on_the_same_compiled_step():
+    p = TINY.model_copy(update={"dropout": 0.2, "epochs": 2})
+    data, val = _periodic(), StreamSource(_periodic().ids[:600])
+    seed_everything(7)
+    model = build_model(6, **p.architecture)
+    start = [v.numpy() for v in model.variables]  # weights and dropout seeds
+    first = train(model, data, val, p, seed=7, verbose=0)
+    weights, step = model.get_weights(), model.train_function
+    for variable, value in zip(model.variables, start, strict=True):
+        variable.assign(value)
+    again = train(model, data, val, p, seed=7, verbose=0)
+    assert model.train_function is step  # no new compile, no new trace
+    assert again.epoch_logs == first.epoch_logs  # the optimizer started afresh
+    for a, b in zip(weights, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_a_killed_run_resumes_exactly_with_dropout(tmp_path):
     data = _periodic()
     params = TINY.model_copy(update={"epochs": 3, "steps_per_epoch": 15, "dropout": 0.3})
@@ -161,3 +179,48 @@ def test_line_mode_losses_are_per_real_token():
 def test_too_little_data_is_a_value_error():
     with pytest.raises(ValueError, match="fewer than one batch"):
         train(build_model(6, **TINY.architecture), _periodic(40), _periodic(), TINY, 0, verbose=0)
+
+
+def _bigrams(n: int, seed: int) -> StreamSource:
+    """A random first-order Markov chain over 6 tokens: about 1.2 nats a token to learn."""
+    rng = np.random.default_rng(seed)
+    table = rng.dirichlet(np.full(6, 0.3), size=6)
+    ids = [0]
+    for u in rng.random(n - 1):
+        ids.append(int(np.searchsorted(np.cumsum(table[ids[-1]]), u * 0.999999)))
+    return StreamSource(np.array(ids, np.int32))
+
+
+def test_bf16_training_ends_within_a_hundredth_of_a_nat_of_fp32_and_comes_back_in_fp32(
+    tmp_path, capsys
+):
+    data, val = _bigrams(6000, 0), _bigrams(1200, 0)  # the same chain
+    losses = {}
+    for precision in ["fp32", "bf16"]:
+        p = TINY.model_copy(update={"precision": precision})
+        seed_everything(7)
+        model, result = train_language_model(
+            "lstm", p, 7, None, 6, (data, val), tmp_path / precision
+        )
+        losses[precision] = result.epoch_logs[-1]["val_loss"]
+        assert {layer.dtype_policy.name for layer in model.layers[1:]} == {"float32"}
+        # Validated as it is returned: in float32, with the best epoch's weights.
+        again = score(model, val.validation_layout(p.seq_len), p.eval_batch_size).value
+        assert again == pytest.approx(losses[precision], abs=1e-6)
+    out = capsys.readouterr().out
+    assert "fp32 (as set)" in out and "bf16 compute, fp32 weights (as set)" in out
+    assert 0.5 < losses["fp32"] < 1.7  # learned something, far from perfect
+    assert losses["bf16"] == pytest.approx(losses["fp32"], abs=0.01)
+
+
+def test_auto_precision_is_bf16_only_where_the_devices_have_bf16_units(monkeypatch):
+    monkeypatch.setattr(distribute, "bf16_units", lambda: "CPU amx_bf16")
+    assert distribute.dtype_policy("auto")[0] == "mixed_bfloat16"
+    assert "CPU amx_bf16" in distribute.dtype_policy("auto")[1]
+    assert distribute.dtype_policy("fp32")[0] == "float32"
+    monkeypatch.setattr(distribute, "bf16_units", lambda: None)
+    assert distribute.dtype_policy("auto") == (
+        "float32",
+        "fp32 (auto: no bf16 units on this machine)",
+    )
+    assert distribute.dtype_policy("bf16")[0] == "mixed_bfloat16"

@@ -13,12 +13,15 @@ import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from textgen.backend import keras
 from textgen.errors import UserError
 from textgen.vocab import Vocabulary
+
+if TYPE_CHECKING:  # TensorFlow is imported where a model is loaded: prepare runs without it
+    from textgen.backend import keras
 
 # Temporaries are named `.<final name>.tmp-<random>` beside their final path, so that
 # .gitignore and .dvcignore can skip any that a kill leaves behind (pattern `.*.tmp-*`).
@@ -292,6 +295,8 @@ def load_model(path: str | Path) -> tuple[keras.Model, Vocabulary]:
     # Keras reads a file that is no zip as a legacy save and says "File not found".
     if not zipfile.is_zipfile(path):
         raise UserError(f"{path}: not a .keras (zip) file")
+    from textgen.backend import keras
+
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     # Whatever a damaged or foreign file makes Keras raise (a zip without config.json: KeyError).

@@ -105,6 +105,8 @@ class LSTMParams(_Section):
 
 # The devices a training stage trains on (textgen.distribute).
 Distribute = Literal["none", "mirrored", "multi_worker"]
+# What it computes in: auto = bf16 where the devices have bf16 units (textgen.distribute).
+Precision = Literal["auto", "fp32", "bf16"]
 
 
 class StageLSTMParams(LSTMParams):
@@ -112,6 +114,7 @@ class StageLSTMParams(LSTMParams):
     it trains on."""
 
     distribute: Distribute
+    precision: Precision
 
 
 class JudgeParams(StageLSTMParams):

@@ -20,7 +20,7 @@ import json
 import os
 
 from textgen.backend import keras, tf
-from textgen.config import Distribute
+from textgen.config import Distribute, Precision
 from textgen.errors import UserError
 
 
@@ -68,6 +68,47 @@ def stage_strategy(
     if replicas > 1 or not is_chief(strategy):
         print(f"{section}: {type(strategy).__name__}, {replicas} replicas in sync")
     return strategy
+
+
+def bf16_units() -> str | None:
+    """What gives the training devices bf16 matrix units, or None: a GPU of compute
+    capability 8.0 or more (where there are GPUs, they train), else a CPU with AMX or
+    AVX-512 BF16 (read from /proc/cpuinfo; other systems: None)."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability")
+        ok = capability is not None and tuple(capability) >= (8, 0)
+        return f"GPU compute capability {capability[0]}.{capability[1]}" if ok else None
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            flags = next((line for line in cpuinfo if line.startswith("flags")), "").split()
+    except OSError:
+        return None
+    return next((f"CPU {flag}" for flag in ("amx_bf16", "avx512_bf16") if flag in flags), None)
+
+
+def dtype_policy(precision: Precision) -> tuple[str, str]:
+    """The Keras dtype policy for ``precision`` and why, in words. bf16 computes in bfloat16
+    with float32 weights (``mixed_bfloat16``): 1.33x plain Keras' fp32 step where the CPU has
+    bf16 units, 0.86x on AVX2 alone (docs/benchmarks.md)."""
+    if precision == "fp32":
+        return "float32", "fp32 (as set)"
+    if precision == "bf16":
+        return "mixed_bfloat16", "bf16 compute, fp32 weights (as set)"
+    units = bf16_units()
+    if units:
+        return "mixed_bfloat16", f"bf16 compute, fp32 weights (auto: {units} has bf16 units)"
+    return "float32", "fp32 (auto: no bf16 units on this machine)"
+
+
+@contextlib.contextmanager
+def policy(name: str):
+    """Layers built inside take the Keras dtype policy ``name``; float32 again after."""
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
 
 
 def is_chief(strategy: tf.distribute.Strategy | None) -> bool:

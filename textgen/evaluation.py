@@ -12,10 +12,8 @@ how large; a model wins a criterion only where the gap's 95% interval excludes z
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -217,29 +215,26 @@ def reverse_lm_nll(
     rows = np.concatenate([context, samples], axis=1)
     held_out = max(1, len(rows) // 10)
     keras.utils.set_random_seed(seed)
-    lm = build_model(vocab_size, **p.architecture)
-    with _fresh_model_traces():
-        train(lm, test.like(rows[:-held_out]), test.like(rows[-held_out:]), p, seed, verbose=0)
+    lm = _reverse_lm(vocab_size, p, seed)
+    train(lm, test.like(rows[:-held_out]), test.like(rows[-held_out:]), p, seed, verbose=0)
     return heldout(lm, test, p.eval_batch_size)
 
 
-class _FreshModelTraces(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "triggered tf.function retracing" not in record.getMessage()
+# One reverse LM per size, vocabulary and seed, put back to its initial variables (weights
+# and dropout seeds) for every sample set: ``train`` then reuses its compiled step, which a
+# new model would trace again.
+_reverse_lms: dict[tuple, tuple[keras.Model, list[np.ndarray]]] = {}
 
 
-@contextlib.contextmanager
-def _fresh_model_traces() -> Iterator[None]:
-    """Every reverse LM is a new model, so Keras traces its training step anew: by design,
-    not a shape leak. On small sample sets (a few steps per epoch) that crosses TensorFlow's
-    "5 traces in the last 10 calls" heuristic, whose warning is silenced here, and only here."""
-    quiet = _FreshModelTraces()
-    logger = logging.getLogger("tensorflow")
-    logger.addFilter(quiet)
-    try:
-        yield
-    finally:
-        logger.removeFilter(quiet)
+def _reverse_lm(vocab_size: int, p: LSTMParams, seed: int) -> keras.Model:
+    key = (vocab_size, tuple(p.architecture.items()), seed)
+    if key not in _reverse_lms:
+        lm = build_model(vocab_size, **p.architecture)
+        _reverse_lms[key] = (lm, [v.numpy() for v in lm.variables])
+    lm, initial = _reverse_lms[key]
+    for variable, value in zip(lm.variables, initial, strict=True):
+        variable.assign(value)
+    return lm
 
 
 @dataclass

@@ -16,17 +16,24 @@ def build_model(
     every position.
 
     Each LSTM returns its state too, so the same layers serve stateful evaluation and sampling
-    (see ``forward``). Dropout sits between layers, not on recurrent connections (Zaremba et al.).
+    (see ``forward``). Dropout sits after every LSTM (between layers and before the logits),
+    not on recurrent connections nor on the embedding. Embeddings start N(0, 1), not Keras'
+    uniform(-0.05, 0.05): at that scale the first LSTM barely sees its input for the first
+    hundreds of steps. Both choices measured alone in docs/benchmarks.md (bench/quality.py).
     """
     tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
-    x = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")(tokens)
+    # A new initializer per model: Keras draws its seed when it is made (seeded by then).
+    init = keras.initializers.RandomNormal(stddev=1.0)
+    x = keras.layers.Embedding(
+        vocab_size, embedding_dim, embeddings_initializer=init, name="embedding"
+    )(tokens)
     for i in range(layers):
-        x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
         x, _, _ = keras.layers.LSTM(
             hidden, return_sequences=True, return_state=True, name=f"lstm_{i}"
         )(x)
-    x = keras.layers.Dropout(dropout, name=f"dropout_{layers}")(x)
-    logits = keras.layers.Dense(vocab_size, name="logits")(x)
+        x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
+    # float32 logits under a mixed-precision policy too: the softmax of bf16 logits is coarse.
+    logits = keras.layers.Dense(vocab_size, dtype="float32", name="logits")(x)
     return keras.Model(tokens, logits, name="lstm_lm")
 
 
@@ -84,6 +91,20 @@ def sequence_nll(
     if temperature != 1.0:
         logits = logits / temperature
     return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=ids, logits=logits)
+
+
+def float32_copy(model: keras.Model, weights: bool = True) -> keras.Model:
+    """The same architecture computing in float32 throughout, with the same weights (unless
+    ``weights`` is False): what a model trained under ``mixed_bfloat16`` is saved, scored and
+    sampled as, so every later stage reads the same kind of file whatever trained it."""
+    config = model.get_config()
+    for layer in config["layers"]:
+        if isinstance(layer["config"].get("dtype"), dict):  # a policy (the input's is "int32")
+            layer["config"]["dtype"] = "float32"
+    twin = keras.Model.from_config(config)
+    if weights:
+        twin.set_weights(model.get_weights())
+    return twin
 
 
 def copy_model(model: keras.Model) -> keras.Model:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from textgen.backend import keras, tf
-from textgen.model import forward, state_spec, zero_state
+from textgen.model import float32_copy, forward, state_spec, zero_state
 from textgen.sources import Layout, TokenSource
 
 WINDOW = 256  # columns read per compiled call, the state carried from one to the next
@@ -83,16 +83,16 @@ def heldout_nll(model: keras.Model, source: TokenSource, batch_size: int) -> flo
     return heldout(model, source, batch_size).value
 
 
-# One compiled step per architecture, run on a twin that takes each scored model's weights:
-# evaluation scores many fresh models of one shape (a reverse LM per sample set), and a
-# function traced per model would be rebuilt for every one of them.
+# One compiled step per architecture, run on a float32 twin that takes each scored model's
+# weights: evaluation scores many models of one shape (the GAN monitor's, the reverse LMs'),
+# and a function traced per model would be rebuilt for every one of them.
 _steps: dict[str, tuple[keras.Model, Callable]] = {}
 
 
 def _compiled_step(model: keras.Model) -> Callable:
     key = json.dumps(model.get_config(), sort_keys=True)  # the architecture, not the training
     if key not in _steps:
-        twin = keras.models.clone_model(model)
+        twin = float32_copy(model, weights=False)  # a bf16-trained model scores in float32
         _steps[key] = (twin, _nll_step(twin))
     twin, step = _steps[key]
     twin.set_weights(model.get_weights())

@@ -15,7 +15,7 @@ from textgen.backend import keras, tf
 from textgen.checkpoints import Checkpoint, EarlyStopping
 from textgen.config import LSTMParams, StageLSTMParams
 from textgen.errors import UserError
-from textgen.model import build_model
+from textgen.model import build_model, float32_copy
 from textgen.scoring import score
 from textgen.sources import Layout, TokenSource
 
@@ -59,6 +59,24 @@ class Validation(keras.callbacks.Callback):
             logs["val_loss"] = score(self.model, self.layout, self.batch_size).value
 
 
+def _compile(model: keras.Model, p: LSTMParams, total_steps: int) -> None:
+    """Compiles ``model`` with a new Adam for ``train``. A model this function compiled
+    before with the same settings keeps its compiled training step: its optimizer is put back
+    to step 0 with empty moments, which is what a new one is. Keras traces the step anew after
+    every ``compile``, and evaluation trains one model of one shape again and again (a reverse
+    LM per sample set): seconds each, more than the training itself."""
+    settings = (p.model_dump_json(), total_steps)
+    if getattr(model, "_textgen_compiled", None) == settings:
+        for variable in model.optimizer.variables:
+            variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
+        return
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate(p, total_steps), global_clipnorm=p.clipnorm),
+        loss=next_token_loss(),
+    )
+    model._textgen_compiled = settings
+
+
 @dataclass
 class TrainResult:
     epochs: int
@@ -91,12 +109,7 @@ def train(
     """
     steps_per_epoch = train_source.steps_per_epoch(p.batch_size, p.seq_len, p.steps_per_epoch)
     validation = Validation(val_source.validation_layout(p.seq_len), p.eval_batch_size)
-    model.compile(
-        optimizer=keras.optimizers.Adam(
-            learning_rate(p, steps_per_epoch * p.epochs), global_clipnorm=p.clipnorm
-        ),
-        loss=next_token_loss(),
-    )
+    _compile(model, p, steps_per_epoch * p.epochs)
     stop = EarlyStopping(
         monitor="val_loss",
         patience=p.patience,
@@ -149,13 +162,16 @@ def train_language_model(
     run_dir: Path,
 ) -> tuple[keras.Model, TrainResult]:
     """A training stage's language model (``lstm``, ``judge``): built, compiled and trained
-    under the stage's strategy, resumable from ``run_dir``. Every worker trains; only the
+    under the stage's strategy in ``<section>.precision``, resumable from ``run_dir``, and
+    returned computing in float32 whatever it trained in. Every worker trains; only the
     chief (``distribute.is_chief``) should write what comes out."""
+    name, why = distribute.dtype_policy(p.precision)
     with distribute.scope(strategy):
-        model = build_model(vocab_size, **p.architecture)
+        with distribute.policy(name):
+            model = build_model(vocab_size, **p.architecture)
         print(
             f"{section}: {p.layers} x {p.hidden} LSTM, {model.count_params():,} parameters, "
-            f"vocabulary {vocab_size}"
+            f"vocabulary {vocab_size}; {why}"
         )
         try:
             result = train(model, *splits, p, seed, checkpoint_dir=run_dir)
@@ -163,4 +179,4 @@ def train_language_model(
             raise UserError(
                 f"{section}: {err}; lower {section}.seq_len or {section}.batch_size"
             ) from None
-    return model, result
+    return (model if name == "float32" else float32_copy(model)), result
