@@ -27,6 +27,7 @@ is no quality claim. Absolute speed on a shared machine is noise: read the ratio
 """
 
 import argparse
+import itertools
 import math
 import shutil
 import statistics
@@ -211,7 +212,7 @@ def main() -> None:
         stream(int(stage_tokens * d.val_fraction / (1 - d.val_fraction - d.test_fraction)))
     )
     stage_p = p.model_copy(update={"steps_per_epoch": args.stage_steps})
-    stage_runs = iter(range(1_000_000))
+    stage_runs = itertools.count()
 
     def textgen(model: keras.Model, timer: StepTimer) -> float:
         # The same model every round: train() keeps its compiled step (no new trace).
