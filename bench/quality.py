@@ -27,7 +27,7 @@ cosine schedule ends at ``--schedule-tokens`` (default: the last budget). ``--ke
 
     .venv/bin/python bench/quality.py --tokens 7.0M --set dropout=0.2 --keras-init
     .venv/bin/python bench/quality.py --tokens 7.5M 15M 22M --schedule-tokens 44.9M \
-        --set dropout=0.2 --set learning_rate=0.01
+        --set dropout=0.2 --set learning_rate=0.02
 """
 
 import argparse
