@@ -66,6 +66,7 @@ bench: setup
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/gpu.py
 	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/export.py
 
 clean:
 	rm -rf $(VENV)

@@ -19,7 +19,7 @@ from textgen.backend import keras, tf
 from textgen.config import load_params
 from textgen.discriminator import build_discriminator
 from textgen.gan import Conditions, build_gan
-from textgen.model import build_model, copy_model
+from textgen.model import build_model, float32_copy
 from textgen.seeding import seed_everything
 
 
@@ -49,7 +49,7 @@ def main() -> None:
     x = tf.constant(rng.integers(1, args.vocab, (args.batch, args.seq_len)), tf.int32)
     y = tf.constant(rng.integers(1, args.vocab, (args.batch, args.seq_len)), tf.int32)
 
-    mle = copy_model(lm)
+    mle = float32_copy(lm)
     mle.compile(
         keras.optimizers.Adam(1e-4), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
@@ -62,7 +62,7 @@ def main() -> None:
         conditions = Conditions(args.seq_len, args.vocab)
         gan = build_gan(
             p,
-            copy_model(lm),
+            float32_copy(lm),
             build_discriminator(args.vocab, **p.discriminator_args),
             conditions,
             0,

@@ -275,11 +275,15 @@ def per_token(args, build, p: LSTMParams, source, curve, val_ids, seed: int) -> 
     per_step = p.batch_size * p.seq_len
     steps = [max(1, round(t / per_step)) for t in budgets]
     schedule = max(round((args.schedule_tokens or budgets[-1]) / per_step), steps[-1])
-    epochs = min(args.curve_points, schedule)
-    # Early stopping off: a budget is trained whole, as the reference's runs were.
-    q = p.model_copy(
-        update={"epochs": epochs, "steps_per_epoch": -(-schedule // epochs), "patience": epochs}
+    # An epoch is at most one pass over the training split (StreamSource caps it): as many
+    # epochs as the schedule needs, so that train()'s cosine ends where it should.
+    per_epoch = min(
+        -(-schedule // args.curve_points), source.steps_per_epoch(p.batch_size, p.seq_len)
     )
+    epochs = -(-schedule // per_epoch)
+    schedule = epochs * per_epoch
+    # Early stopping off: a budget is trained whole, as the reference's runs were.
+    q = p.model_copy(update={"epochs": epochs, "steps_per_epoch": per_epoch, "patience": epochs})
     print(
         f"budgets {', '.join(f'{t / 1e6:g}M' for t in budgets)} tokens = steps {steps}; "
         f"cosine over {schedule} steps ({schedule * per_step / 1e6:.1f}M tokens); "
@@ -294,6 +298,8 @@ def per_token(args, build, p: LSTMParams, source, curve, val_ids, seed: int) -> 
     start = time.perf_counter()
     train(model, source, curve, q, seed, callbacks=[budgets_], verbose=0)
     seconds = time.perf_counter() - start
+    if budgets_.step < steps[-1]:
+        raise SystemExit(f"training stopped after {budgets_.step} steps, before the last budget")
     reference = REFERENCE.get((round(p.learning_rate, 6), round(schedule * per_step, -5)), {})
     print(f"\n{'tokens':>8} {'steps':>6} {'held-out NLL':>13} {'reference':>12}")
     for tokens, step in zip(budgets, steps, strict=True):

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -31,7 +31,7 @@ from serve.revisions import RevisionStore, UnknownRevision, as_dicts
 from textgen.config import SEED_LIMIT
 from textgen.errors import UserError
 from textgen.figures import javascript_bundle
-from textgen.sampling import Decoding, prompt_context
+from textgen.sampling import Decoding, check_stops, prompt_context, stream_texts
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -40,6 +40,7 @@ STATIC = Path(__file__).parent / "static"
 MAX_LENGTH = 1000
 MAX_SAMPLES = 8
 MAX_PROMPT_CHARS = 500
+MAX_STOPS = 4  # stop strings per request, as OpenAI's API allows
 CHUNK = 8  # tokens per streamed event: small enough to look live, large enough to be cheap
 # The names a page on this machine is reached by; --host and --allowed-host add others.
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
@@ -57,6 +58,11 @@ class GenerateRequest(BaseModel):
     length: int = Field(200, ge=1, le=MAX_LENGTH)
     seed: int = Field(0, ge=0, lt=SEED_LIMIT)
     n: int = Field(1, ge=1, le=MAX_SAMPLES)
+    repetition_penalty: float = Field(1.0, gt=0, le=10, allow_inf_nan=False)
+    no_repeat_ngram: int = Field(0, ge=0, le=MAX_LENGTH)
+    min_length: int = Field(0, ge=0, le=MAX_LENGTH)
+    # After length: its check reads the length.
+    stop: list[str] = Field(default_factory=list, max_length=MAX_STOPS)
 
     @field_validator("rev", "model")
     @classmethod
@@ -65,9 +71,23 @@ class GenerateRequest(BaseModel):
             raise ValueError("must be a name from the list")
         return value
 
+    @field_validator("stop")
+    @classmethod
+    def _stops_can_occur(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        # A bad length has its own message; the stops are then checked against the cap.
+        return check_stops(value, info.data.get("length", MAX_LENGTH))
+
 
 # Settings named as the page labels them.
-LABEL_OF = {"n": "samples", "top_k": "top-k", "top_p": "top-p", "rev": "revision"}
+LABEL_OF = {
+    "n": "samples",
+    "top_k": "top-k",
+    "top_p": "top-p",
+    "rev": "revision",
+    "repetition_penalty": "repetition penalty",
+    "no_repeat_ngram": "no-repeat n-gram",
+    "min_length": "min length",
+}
 
 
 def _message(err: ValidationError | RequestValidationError) -> str:
@@ -89,18 +109,24 @@ class BadQuery(ValueError):
     """A query parameter the route does not take, or one given twice."""
 
 
-def _query(request: Request, names: Iterable[str]) -> dict[str, str]:
-    """The request's query parameters, each at most once and each one of ``names``: a typo
-    such as ``lenght=5`` is named, not silently replaced by the default."""
-    allowed = list(names)
-    seen: dict[str, str] = {}
+def _query(
+    request: Request, names: Iterable[str], lists: Iterable[str] = ()
+) -> dict[str, str | list[str]]:
+    """The request's query parameters, each one of ``names`` and each at most once, except
+    ``lists``' (a list of every value given): a typo such as ``lenght=5`` is named, not
+    silently replaced by the default."""
+    allowed, lists = list(names), set(lists)
+    seen: dict[str, str | list[str]] = {key: [] for key in lists}
     for key, value in request.query_params.multi_items():
         if key not in allowed:
             known = f"one of {', '.join(allowed)}" if allowed else "none"
             raise BadQuery(f"unknown setting {key!r} (this request takes {known})")
-        if key in seen:
+        if key in lists:
+            seen[key].append(value)
+        elif key in seen:
             raise BadQuery(f"{LABEL_OF.get(key, key)}: given more than once")
-        seen[key] = value
+        else:
+            seen[key] = value
     return seen
 
 
@@ -261,8 +287,15 @@ def create_app(
     def generate(request: Request) -> Response:
         arrived = time.perf_counter()  # the timings the page shows include any wait here
         try:
-            req = GenerateRequest(**_query(request, GenerateRequest.model_fields))
-            decoding = Decoding(req.temperature, req.top_k, req.top_p)
+            req = GenerateRequest(**_query(request, GenerateRequest.model_fields, ["stop"]))
+            decoding = Decoding(
+                req.temperature,
+                req.top_k,
+                req.top_p,
+                req.repetition_penalty,
+                req.no_repeat_ngram,
+                req.min_length,
+            )
             rev = store.resolve(req.rev)
         except ValidationError as err:
             return _error(400, _message(err))
@@ -308,10 +341,11 @@ def _stream(
     t0: float,
     give_back: Callable[[], None],
 ) -> Iterator[str]:
-    """Server-sent events: ``start``, a ``tokens`` event per chunk (each sample's new text),
-    ``done`` with the timings, counted from ``t0`` (the request's arrival). A sync generator:
-    Starlette runs it in its thread pool, so the TensorFlow work never blocks the event loop.
-    However it ends, its generation slot is given back."""
+    """Server-sent events: ``start``, a ``tokens`` event per chunk (each sample's new text,
+    as ``stream_texts`` lets it grow up to a stop string), ``done`` with the timings, counted
+    from ``t0`` (the request's arrival). A sync generator: Starlette runs it in its thread
+    pool, so the TensorFlow work never blocks the event loop. However it ends, its generation
+    slot is given back."""
     try:
         yield from _events(loaded, prompt_ids, req, decoding, label, t0)
     finally:
@@ -322,21 +356,19 @@ def _events(
     loaded, prompt_ids, req: GenerateRequest, decoding: Decoding, label: str, t0: float
 ) -> Iterator[str]:
     yield _sse("start", {"model": req.model, "revision": label, "n": req.n, "seed": req.seed})
-    rows: list[list[int]] = [[] for _ in range(req.n)]
     shown = [""] * req.n
     first = None
     steps = 0
     try:
-        for ids in loaded.sampler.stream(
+        chunks = loaded.sampler.stream(
             prompt_ids, req.n, req.length, decoding, req.seed, chunk=CHUNK
-        ):
+        )
+        # Whole rows decoded (word tokens join with spaces, which a chunk alone loses), text
+        # that may begin a stop string held back; no more model steps once every row stopped.
+        for texts, steps in stream_texts(chunks, loaded.vocab, req.n, req.stop, req.min_length):
             first = first if first is not None else time.perf_counter() - t0
-            steps += ids.shape[1]
             deltas, full = [], []
-            for i, row in enumerate(ids.tolist()):
-                rows[i].extend(row)
-                # Decode the whole row: word tokens join with spaces, which a chunk alone loses.
-                text = loaded.vocab.decode(rows[i])
+            for i, text in enumerate(texts):
                 if text.startswith(shown[i]):
                     deltas.append(text[len(shown[i]) :])
                 else:  # not an extension (should not happen): the page replaces the row

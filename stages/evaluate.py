@@ -100,6 +100,7 @@ def main() -> None:
     ]
     metrics["compare"] = {c.criterion.name: comparison_metrics(c) for c in comparisons}
     answer = verdict(comparisons, LABELS)
+    metrics["verdict"] = answer  # results/ only (the export's model card quotes it)
     s = params.sample
     setting = f"`sample` stage, T={s.temperature:g}, {s.num_samples} samples x {s.length} tokens"
     with atomic_dir("plots/sweep") as tmp:  # both curves or neither

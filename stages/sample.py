@@ -5,7 +5,7 @@ from _common import MODELS, stage_params
 from textgen.artifacts import load_model, write_jsonl
 from textgen.corpus import real_tokens
 from textgen.errors import exit_on_user_error
-from textgen.sampling import Decoding, generate_ids
+from textgen.sampling import Decoding, decode_texts, generate_ids, kept_tokens
 from textgen.seeding import seed_everything
 
 
@@ -13,21 +13,25 @@ def main() -> None:
     params = stage_params("sample")
     p = params.sample
     seed_everything(params.seed)
-    decoding = Decoding(p.temperature, p.top_k, p.top_p)
+    decoding = Decoding(
+        p.temperature, p.top_k, p.top_p, p.repetition_penalty, p.no_repeat_ngram, p.min_length
+    )
     for name, path in MODELS.items():
         model, vocab = load_model(path)
         rows = generate_ids(model, vocab, p.prompt, p.num_samples, p.length, decoding, params.seed)
-        texts = vocab.decode_rows(rows)
+        texts = decode_texts(vocab, rows, p.stop, p.min_length)
         records = [
             {
                 "model": name,
                 **decoding.as_dict(),
+                "stop": p.stop,
                 "length": p.length,
                 "seed": params.seed,
                 "index": i,
                 "prompt": p.prompt,
                 "text": text,
-                "ids": real_tokens(row, vocab).tolist(),  # exact tokens, end token included
+                # The exact tokens of the text: the end token included, up to a stop string.
+                "ids": kept_tokens(vocab, real_tokens(row, vocab), text).tolist(),
             }
             for i, (text, row) in enumerate(zip(texts, rows, strict=True))
         ]

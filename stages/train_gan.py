@@ -18,7 +18,7 @@ from textgen.checkpoints import Checkpoint, checkpoint_dir
 from textgen.discriminator import build_discriminator
 from textgen.errors import UserError, exit_on_user_error
 from textgen.gan import Conditions, GANMonitor, build_gan, fit_gan
-from textgen.model import copy_model
+from textgen.model import float32_copy
 from textgen.seeding import seed_everything
 from textgen.sources import TokenSource
 from textgen.tracking import write_results, write_step_curves
@@ -36,7 +36,7 @@ def main() -> None:
         TokenSource.of(load_tokens(PREPARED / f"{split}.npy", len(vocab)))
         for split in ["train", "val"]
     )
-    generator = copy_model(lm)  # MLE warm start; `lm` stays frozen as the judge of quality
+    generator = float32_copy(lm)  # MLE warm start; `lm` stays frozen as the judge of quality
     discriminator = build_discriminator(len(vocab), **p.discriminator_args)
     # Independent sequences (data.unit: line) are whole rows; gan.seq_len cuts streams only.
     conditions = Conditions.of(vocab, train.width(p.seq_len))

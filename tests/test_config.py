@@ -54,6 +54,16 @@ def test_every_key_must_be_set_params_yaml_is_the_one_home_of_values(key):
         ({"lstm": {"hidden": -3}}, "lstm.hidden: Input should be greater than 0"),
         ({"lstm": {"hidden": "big"}}, "lstm.hidden: Input should be a valid integer"),
         ({"sample": {"top_p": 1.5}}, "sample.top_p: Input should be less than or equal to 1"),
+        ({"sample": {"repetition_penalty": 0}}, "sample.repetition_penalty: Input should be"),
+        ({"sample": {"no_repeat_ngram": -1}}, "sample.no_repeat_ngram: Input should be greater"),
+        ({"sample": {"min_length": 1.5}}, "sample.min_length: Input should be a valid integer"),
+        ({"sample": {"stop": "\n"}}, "sample.stop: Input should be a valid list"),
+        ({"sample": {"stop": ["\n", ""]}}, "sample.stop.1: String should have at least 1"),
+        ({"sample": {"stop": [3]}}, "sample.stop.0: Input should be a valid string"),
+        (
+            {"sample": {"length": 4, "stop": ["THE END"]}},
+            "sample.stop: 'THE END' has 7 characters, more than the sample.length of 4 tokens",
+        ),
         (
             {"data": {"val_fraction": 0.3, "test_fraction": 0.3}},
             "data.val_fraction + data.test_fraction must be below 0.5",

@@ -16,7 +16,7 @@ from textgen.gan import (
     fit_gan,
     position_rewards,
 )
-from textgen.model import build_model, copy_model
+from textgen.model import build_model, float32_copy
 from textgen.sampling import Decoding, never_mask, rollout
 from textgen.scoring import heldout_nll
 from textgen.seeding import seed_everything
@@ -71,13 +71,13 @@ def _corrupt(windows, vocab_size, seed):
 
 def make_gan(lm, vocab, p, seed):
     discriminator = build_discriminator(len(vocab), **p.discriminator_args)
-    return build_gan(p, copy_model(lm), discriminator, Conditions.of(vocab, p.seq_len), seed)
+    return build_gan(p, float32_copy(lm), discriminator, Conditions.of(vocab, p.seq_len), seed)
 
 
 def test_gumbel_gradients_reach_the_generator(lm, corpus):
     vocab = corpus[0]
     p = gan_params(**SMALL_GAN)
-    gen, disc = copy_model(lm), build_discriminator(len(vocab), **p.discriminator_args)
+    gen, disc = float32_copy(lm), build_discriminator(len(vocab), **p.discriminator_args)
     first = tf.constant(np.ones((4, 1), np.int32))
     never = never_mask(len(vocab), [])
     seed = tf.constant(1, tf.int64)

@@ -274,6 +274,20 @@ CASES = [
         ("params.yaml",),
     ),
     Case("cli-top-p", f"{CLI} generate --top-p 2", lambda r: None, ("top",)),
+    Case(
+        "cli-repetition-penalty",
+        f"{CLI} generate --repetition-penalty 0",
+        lambda r: None,
+        ("repetition_penalty",),
+    ),
+    Case("cli-no-repeat-ngram", f"{CLI} generate --no-repeat-ngram -2", lambda r: None, ("ngram",)),
+    Case("cli-stop-empty", f"{CLI} generate --stop=", lambda r: None, ("--stop", "non-empty")),
+    Case(
+        "cli-stop-too-long",
+        f"{CLI} generate --length 3 --stop . --stop abcd",
+        lambda r: None,
+        ("--stop", "'abcd'", "3 tokens"),
+    ),
     Case("cli-fetch-dest-here", f"{CLI} fetch-corpus --dest .", lambda r: None, ("--dest",)),
     Case(
         "cli-fetch-dest-foreign",

@@ -32,6 +32,7 @@ LAYERS = [
         "GAN and evaluation",
         {"discriminator", "gan", "evaluation", "comparison", "oracle", "report"},
     ),
+    ("shipping", {"export", "model_card"}),
     ("entry points", {"cli", "__main__"}),
 ]
 LAYER_OF = {module: i for i, (_, modules) in enumerate(LAYERS) for module in modules}

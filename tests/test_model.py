@@ -4,7 +4,7 @@ import numpy as np
 
 from textgen.artifacts import load_model, save_model
 from textgen.backend import keras, tf
-from textgen.model import build_model, copy_model, forward, sequence_nll, zero_state
+from textgen.model import build_model, float32_copy, forward, sequence_nll, zero_state
 from textgen.seeding import seed_everything
 from textgen.vocab import Vocabulary
 
@@ -43,7 +43,7 @@ def test_sequence_nll_scores_the_continuation_only():
 def test_a_copy_has_the_weights_but_not_the_variables():
     seed_everything(4)
     model = build_model(7, **SIZE)
-    twin = copy_model(model)
+    twin = float32_copy(model)
     x = np.array([[1, 2, 3]], np.int32)
     np.testing.assert_array_equal(twin(x).numpy(), model(x).numpy())
     twin.layers[-1].kernel.assign(twin.layers[-1].kernel * 0)

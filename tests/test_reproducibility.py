@@ -27,7 +27,7 @@ from tests.repos import (
 )
 
 pytestmark = pytest.mark.slow
-STAGES = {"prepare", "train_judge", "train_lstm", "train_gan", "sample", "evaluate"}
+STAGES = {"prepare", "train_judge", "train_lstm", "train_gan", "sample", "evaluate", "export"}
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +151,8 @@ def test_fresh_clone_reproduces_the_lock_and_the_run_cache_restores(team):
     # A contestant's change reruns what follows it; the judge (the data and its own params)
     # stays. Switched back, the run-cache restores every output: nothing is retrained.
     set_param(repo, "gan.steps", 8)
-    assert stages_run(run("dvc repro", repo).stdout) == {"train_gan", "sample", "evaluate"}
+    after_gan = {"train_gan", "sample", "evaluate", "export"}
+    assert stages_run(run("dvc repro", repo).stdout) == after_gan
     run("git checkout params.yaml", repo)
     back = run("dvc repro", repo).stdout
     assert stages_run(back) == set(), back
@@ -160,13 +161,34 @@ def test_fresh_clone_reproduces_the_lock_and_the_run_cache_restores(team):
     assert read_metrics(repo) == first
 
 
+def test_a_model_is_fetched_by_name_version_and_stage_from_the_registry(team, tmp_path):
+    """dvc.yaml's artifacts: a teammate (or a deployment) gets a model by name from the
+    origin and the remote, without cloning; by a version tag and by a stage tag (GTO's
+    notation, which `dvc artifacts get` reads), as docs/shipping.md tells a team to tag."""
+    a, origin = team / "a", team / "origin.git"
+    run("git tag -a lstm-export@v1.0.0 -m 'first release'", a)
+    run("git tag -a 'lstm-export#prod#1' -m 'to production'", a)
+    run("git push -q origin --tags", a)
+    for how, out in [("", "latest"), ("--rev v1.0.0", "version"), ("--stage prod", "stage")]:
+        run(f"dvc artifacts get {origin} lstm-export {how} -o {tmp_path / out}", tmp_path)
+        got = sorted(p.relative_to(tmp_path / out) for p in (tmp_path / out).rglob("*"))
+        want = sorted(p.relative_to(a / "exports/lstm") for p in (a / "exports/lstm").rglob("*"))
+        assert got == want and (tmp_path / out / "saved_model/saved_model.pb").is_file()
+        card = (tmp_path / out / "README.md").read_text()
+        assert card == (a / "exports/lstm/README.md").read_text()
+    run(f"dvc artifacts get {origin} gan-generator -o {tmp_path / 'gan'}", tmp_path)
+    assert (tmp_path / "gan/generator.keras").is_file()
+    missing = run(f"dvc artifacts get {origin} no-such-model", tmp_path, check=False)
+    assert missing.returncode != 0
+
+
 def test_teammate_pulls_and_pipeline_ci_verifies_a_change(team):
     b = clone(team, "b")
     run("dvc pull", b)
     assert stages_run(run("dvc repro", b).stdout) == set(), "pulled outputs need no training"
     assert "up to date" in run("dvc status", b).stdout
     set_param(b, "evaluate.num_samples", 12)
-    assert stages_run(run("dvc repro", b).stdout) == {"evaluate"}
+    assert stages_run(run("dvc repro", b).stdout) == {"evaluate", "export"}  # the card quotes it
     # A pull request whose dvc.lock was committed but whose artifacts were never pushed.
     run("git checkout -q -b more-samples && git commit -qam 'evaluate.num_samples 12'", b)
     run("git push -q origin more-samples", b)
@@ -176,7 +198,7 @@ def test_teammate_pulls_and_pipeline_ci_verifies_a_change(team):
     proc = run(f"REPORT={report} bash scripts/pipeline_ci.sh origin/main", ci)
     text = report.read_text()
     assert "Reproduced: `dvc status` is clean and dvc.lock is the committed one." in text
-    assert "stages run here: evaluate" in text, proc.stdout
+    assert "stages run here: evaluate export" in text, proc.stdout
     verdict = text.split("## Verdict")[1]
     verdicts = r"^(The LSTM \(MLE\)|The GAN) is better here|^No clear winner here"
     assert re.search(verdicts, verdict, re.M), verdict

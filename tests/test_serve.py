@@ -79,6 +79,7 @@ def test_a_workspace_dvc_cannot_read_is_listed_with_the_reason():
 
 def test_generate_request_bounds_and_names():
     assert GenerateRequest(temperature=0, length=MAX_LENGTH).length == MAX_LENGTH
+    assert GenerateRequest(length=3, stop=["\n", "abc"]).stop == ["\n", "abc"]
     for bad in [
         {"temperature": -1},
         {"top_p": 0},
@@ -87,6 +88,13 @@ def test_generate_request_bounds_and_names():
         {"seed": -1},
         {"rev": "../models"},
         {"model": "models/lstm.keras"},
+        {"repetition_penalty": 0},
+        {"repetition_penalty": float("nan")},
+        {"no_repeat_ngram": -1},
+        {"min_length": -1},
+        {"stop": [""]},
+        {"stop": ["abcd"], "length": 3},
+        {"stop": ["a"] * 5},
     ]:
         with pytest.raises(ValueError):
             GenerateRequest(**bad)
@@ -398,7 +406,7 @@ def _events(body: bytes) -> list[tuple[str, dict]]:
 
 
 def _generate(base: str, **params) -> tuple[list[str], list[tuple[str, dict]]]:
-    status, body = _get(f"{base}/api/generate?{urllib.parse.urlencode(params)}")
+    status, body = _get(f"{base}/api/generate?{urllib.parse.urlencode(params, doseq=True)}")
     assert status == 200, body
     events = _events(body)
     texts = [""] * events[0][1]["n"]
@@ -501,6 +509,17 @@ def test_the_workspace_stays_when_dvc_cannot_read_its_pipeline(small_repo):
         assert len(texts[0]) == 3
 
 
+def test_stop_strings_end_the_text_and_the_stream(small_repo):
+    """The stand-in writes "a" each step: the text ends before the first stop string found
+    after the first min_length tokens, and no step runs once every sample has stopped."""
+    with stand_in_page(small_repo) as (base, _):
+        texts, events = _generate(base, length=1000, n=2, stop=["b", "aaa"], min_length=2)
+        assert texts == ["aa", "aa"]
+        assert events[-2][1]["step"] == 5, "the stream ends as the stop string is complete"
+        texts, _ = _generate(base, length=4, stop=["aaaa"], min_length=1)
+        assert texts == ["aaaa"]  # a stop string must begin after the first min_length tokens
+
+
 def test_timings_count_from_the_requests_arrival(small_repo):
     with stand_in_page(small_repo, load_s=0.5) as (base, _):
         _, events = _generate(base, length=3)
@@ -577,6 +596,9 @@ def test_unknown_repeated_and_inexact_settings_are_named(small_repo):
             ("/api/generate?n=1&n=1", 400, "samples: given more than once"),
             ("/api/generate?temperature=nan", 400, "temperature: Input should be a finite"),
             ("/api/generate?top_p=inf", 400, "top-p: Input should be a finite"),
+            ("/api/generate?repetition_penalty=0", 400, "repetition penalty: Input should be"),
+            ("/api/generate?length=3&stop=.&stop=abcd", 400, "stop: Value error, stop string"),
+            ("/api/generate?stop=", 400, "stop: Value error, a stop string must be a non-empty"),
             ("/api/generate?rev=workspa", 404, "unknown revision 'workspa'"),
             ("/api/read?rev=workspace&x=1", 400, "unknown setting 'x'"),
             ("/api/read?rev=workspa", 404, "unknown revision"),

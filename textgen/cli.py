@@ -1,5 +1,5 @@
-"""Command line: ``python -m textgen generate ...``, ``python -m textgen fetch-corpus`` and
-``python -m textgen plots-template``."""
+"""Command line: ``python -m textgen generate ...``, ``python -m textgen export ...``,
+``python -m textgen fetch-corpus`` and ``python -m textgen plots-template``."""
 
 from __future__ import annotations
 
@@ -25,7 +25,45 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
     gen.add_argument("--top-k", type=int, default=0, help="0 = off")
     gen.add_argument("--top-p", type=float, default=1.0, help="1 = off")
+    gen.add_argument(
+        "--repetition-penalty",
+        type=float,
+        default=1.0,
+        help="1 = off; above 1, tokens already in the prompt or the sample are less likely",
+    )
+    gen.add_argument(
+        "--no-repeat-ngram",
+        type=int,
+        default=0,
+        metavar="N",
+        help="0 = off; no N-gram occurs twice in a sample (prompt included)",
+    )
+    gen.add_argument(
+        "--min-length",
+        type=int,
+        default=0,
+        help="tokens before the end token may end a sample or a stop string may match",
+    )
+    gen.add_argument(
+        "--stop",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="end a sample's text before this string (repeatable; the first one found wins)",
+    )
     gen.add_argument("--seed", type=int, default=0)
+
+    exp = sub.add_parser(
+        "export",
+        help="write a trained model for use without textgen (SavedModel, TFLite step model)",
+        description="Write MODEL (a .keras file with its .vocab.json beside it) into the folder "
+        "OUT: a SavedModel whose `generate` signature turns prompts into text with TensorFlow "
+        "alone, a TFLite step model and the vocabulary (docs/shipping.md). The pipeline's "
+        "export stage does the same for both models and adds their model cards. OUT must be "
+        "new, empty, or an earlier export.",
+    )
+    exp.add_argument("model", type=Path, help="e.g. models/lstm.keras")
+    exp.add_argument("out", type=Path, help="the export's folder")
 
     fetch = sub.add_parser(
         "fetch-corpus",
@@ -82,6 +120,20 @@ def _run(args: argparse.Namespace) -> None:
         print(f"built-in corpus ready in {dest}")
         return
 
+    if args.command == "export":
+        from textgen.artifacts import load_model
+        from textgen.export import check_destination, export
+
+        check_destination(args.out)  # before the model is read: nothing is written on refusal
+        model, vocab = load_model(args.model)
+        done = export(model, vocab, args.out, source=args.model)
+        print(
+            f"wrote {done.folder}/: SavedModel {done.saved_model_bytes / 1e6:.2f} MB, TFLite "
+            f"step model {done.tflite_bytes / 1e6:.2f} MB (weights {done.weights_bytes / 1e6:.2f}"
+            " MB), vocabulary"
+        )
+        return
+
     if args.command == "plots-template":
         from textgen.artifacts import write_text_atomic
         from textgen.figures import offline_plots_template
@@ -95,19 +147,30 @@ def _run(args: argparse.Namespace) -> None:
 
     from textgen.artifacts import load_model
     from textgen.config import SEED_LIMIT
-    from textgen.sampling import Decoding, generate_texts
+    from textgen.sampling import Decoding, check_stops, generate_texts
 
     try:
-        decoding = Decoding(args.temperature, args.top_k, args.top_p)
+        decoding = Decoding(
+            args.temperature,
+            args.top_k,
+            args.top_p,
+            args.repetition_penalty,
+            args.no_repeat_ngram,
+            args.min_length,
+        )
     except ValueError as err:
         raise UserError(str(err)) from None
     if args.num_samples < 1 or args.length < 1:
         raise UserError("--num-samples and --length must be positive")
+    try:
+        stops = check_stops(args.stop, args.length)
+    except ValueError as err:
+        raise UserError(f"--stop: {err}") from None
     if not 0 <= args.seed < SEED_LIMIT:
         raise UserError(f"--seed must be an integer from 0 to {SEED_LIMIT - 1}")
     model, vocab = load_model(args.model)
     texts = generate_texts(
-        model, vocab, args.prompt, args.num_samples, args.length, decoding, args.seed
+        model, vocab, args.prompt, args.num_samples, args.length, decoding, args.seed, stops
     )
     for i, text in enumerate(texts):
         if i:

@@ -171,7 +171,30 @@ class SampleParams(_Section):
     temperature: Annotated[Float, Field(ge=0.0)]
     top_k: NonNegativeInt
     top_p: Annotated[Float, Field(gt=0.0, le=1.0)]
+    repetition_penalty: Annotated[Float, Field(gt=0.0)]
+    no_repeat_ngram: NonNegativeInt
+    min_length: NonNegativeInt
+    stop: list[Annotated[str, Strict(), Field(min_length=1)]]
     prompt: str
+
+    @model_validator(mode="after")
+    def _stops_can_occur(self) -> SampleParams:
+        # As sampling.check_stops (not imported: it would load TensorFlow with the params).
+        for stop in self.stop:
+            if len(stop) > self.length:
+                raise ValueError(
+                    f"sample.stop: {stop!r} has {len(stop)} characters, more than the "
+                    f"sample.length of {self.length} tokens"
+                )
+        return self
+
+
+class ExportParams(_Section):
+    # ISO 639-1 codes of the corpus' languages: the model card's front matter (model hubs
+    # filter by them). The pipeline cannot know them from the text.
+    language: Annotated[
+        list[Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]+)?$")]], Field(min_length=1)
+    ]
 
 
 class EvaluateParams(_Section):
@@ -236,6 +259,7 @@ class Params(_Section):
     gan: GANParams | None = None
     sample: SampleParams | None = None
     evaluate: EvaluateParams | None = None
+    export: ExportParams | None = None
     oracle: OracleParams | None = None
 
     @model_validator(mode="after")

@@ -96,7 +96,8 @@ def sequence_nll(
 def float32_copy(model: keras.Model, weights: bool = True) -> keras.Model:
     """The same architecture computing in float32 throughout, with the same weights (unless
     ``weights`` is False): what a model trained under ``mixed_bfloat16`` is saved, scored and
-    sampled as, so every later stage reads the same kind of file whatever trained it."""
+    sampled as, so every later stage reads the same kind of file whatever trained it; and the
+    GAN generator's warm start (a fresh model with the LSTM's weights)."""
     config = model.get_config()
     for layer in config["layers"]:
         if isinstance(layer["config"].get("dtype"), dict):  # a policy (the input's is "int32")
@@ -104,11 +105,4 @@ def float32_copy(model: keras.Model, weights: bool = True) -> keras.Model:
     twin = keras.Model.from_config(config)
     if weights:
         twin.set_weights(model.get_weights())
-    return twin
-
-
-def copy_model(model: keras.Model) -> keras.Model:
-    """A fresh model with the same architecture and weights (the GAN generator's warm start)."""
-    twin = keras.models.clone_model(model)
-    twin.set_weights(model.get_weights())
     return twin

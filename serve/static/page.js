@@ -6,7 +6,11 @@
   "use strict";
 
   const q = (sel, root = document) => root.querySelector(sel);
-  const SETTINGS = ["temperature", "top_k", "top_p", "length", "seed", "n"];
+  const SETTINGS = [
+    "temperature", "top_k", "top_p", "length", "seed", "n",
+    "repetition_penalty", "no_repeat_ngram", "min_length",
+  ];
+  const ESCAPES = { n: "\n", t: "\t", "\\": "\\" };
   let running = [];
 
   function el(tag, text, cls) {
@@ -68,10 +72,18 @@
     loadRead();
   }
 
+  // The stop strings: one a line (a line break could not be typed as one), so \n, \t and
+  // \\ in a line stand for a line break, a tab and a backslash.
+  function stopStrings() {
+    return q("#stop").value.split("\n").filter((line) => line !== "")
+      .map((line) => line.replace(/\\([nt\\])/g, (_, c) => ESCAPES[c]));
+  }
+
   function query(panel) {
     const params = new URLSearchParams();
     params.set("prompt", q("#prompt").value);
     for (const key of SETTINGS) params.set(key, q("#" + key).value.trim());
+    for (const stop of stopStrings()) params.append("stop", stop);
     params.set("rev", q(".rev", panel).value);
     params.set("model", q(".model", panel).value);
     return params;
