@@ -300,7 +300,13 @@ def per_token(args, build, p: LSTMParams, source, curve, val_ids, seed: int) -> 
     seconds = time.perf_counter() - start
     if budgets_.step < steps[-1]:
         raise SystemExit(f"training stopped after {budgets_.step} steps, before the last budget")
-    reference = REFERENCE.get((round(p.learning_rate, 6), round(schedule * per_step, -5)), {})
+    # The reference run of this peak and schedule (within 1%: whole epochs round the schedule).
+    known = [
+        r
+        for (rate, tokens), r in REFERENCE.items()
+        if rate == round(p.learning_rate, 6) and abs(schedule * per_step - tokens) / tokens < 0.01
+    ]
+    reference = known[0] if known else {}
     print(f"\n{'tokens':>8} {'steps':>6} {'held-out NLL':>13} {'reference':>12}")
     for tokens, step in zip(budgets, steps, strict=True):
         near = [r for t, r in reference.items() if abs(t - step * per_step) / t < 0.02]
