@@ -181,10 +181,13 @@ def test_a_model_is_fetched_by_name_version_and_stage_from_the_registry(team, tm
             p.relative_to(a / "exports/lstm"): p.read_bytes() for p in _files(a / "exports/lstm")
         }
         assert got == want and Path("saved_model/saved_model.pb") in got
-    run(f"dvc artifacts get {origin} gan-generator -o {tmp_path / 'gan'}", tmp_path)
+    # A name resolves through its version tags: none registered yet, none found.
+    gan = f"dvc artifacts get {origin} gan-generator -o {tmp_path / 'gan'}"
+    untagged = run(gan, tmp_path, check=False)
+    assert untagged.returncode != 0 and "Unable to find artifact" in untagged.stderr
+    run("git tag -a gan-generator@v0.1.0 -m 'a first GAN' && git push -q origin --tags", a)
+    run(gan, tmp_path)
     assert (tmp_path / "gan/generator.keras").is_file()
-    missing = run(f"dvc artifacts get {origin} no-such-model", tmp_path, check=False)
-    assert missing.returncode != 0
 
 
 def test_teammate_pulls_and_pipeline_ci_verifies_a_change(team):
