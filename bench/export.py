@@ -12,6 +12,7 @@ the figure, printed as the median [lowest-highest] over the rounds.
 """
 
 import argparse
+import shutil
 import statistics
 import tempfile
 import time
@@ -45,7 +46,8 @@ def main() -> None:
         vocab = Vocabulary.from_text("".join(map(chr, range(32, 127))) + "\n")
         model = build_model(len(vocab), **load_params("params.yaml").lstm.architecture)
         source = "a random model of the shipped size"
-    folder = Path(tempfile.mkdtemp(prefix="bench-export-")) / "export"
+    scratch = Path(tempfile.mkdtemp(prefix="bench-export-"))
+    folder = scratch / "export"
     start = time.perf_counter()
     done = export(model, vocab, folder)
     print(
@@ -93,23 +95,20 @@ def main() -> None:
 
     assert exported(0) == in_process(0), "the SavedModel and the sampler disagree"  # + traces
     tflite(0)
-    tokens = {"SavedModel generate": args.samples * args.length}
-    tokens |= {
-        "in-process sampler": args.samples * args.length,
-        "TFLite step loop": args.tflite_length,
-    }
-    runs = {
-        "SavedModel generate": exported,
-        "in-process sampler": in_process,
-        "TFLite step loop": tflite,
+    batch = args.samples * args.length
+    runs = {  # name: (run, tokens per run)
+        "SavedModel generate": (exported, batch),
+        "in-process sampler": (in_process, batch),
+        "TFLite step loop": (tflite, args.tflite_length),
     }
     rates: dict[str, list[float]] = {name: [] for name in runs}
     for round_ in range(args.rounds):
         names = list(runs)[round_ % 3 :] + list(runs)[: round_ % 3]
         for name in names:
+            run, tokens = runs[name]
             start = time.perf_counter()
-            runs[name](round_ + 1)
-            rates[name].append(tokens[name] / (time.perf_counter() - start))
+            run(round_ + 1)
+            rates[name].append(tokens / (time.perf_counter() - start))
     base = rates["in-process sampler"]
     print(f"{args.samples} samples x {args.length} tokens; TFLite: 1 x {args.tflite_length}")
     for name, values in rates.items():
@@ -118,6 +117,7 @@ def main() -> None:
             f"{name:22s} {statistics.median(values):10,.0f} tokens/s   vs the sampler "
             f"{statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]"
         )
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":
