@@ -91,22 +91,32 @@ class Budgets(keras.callbacks.Callback):
                 self.model.stop_training = True
 
 
-def earlier_model(vocab: int, p: LSTMParams, keras_init: bool, embedding_dropout: bool):
-    """``build_model`` with its earlier choices put back: Keras' uniform(-0.05, 0.05)
-    embedding initialisation, and dropout on the embedding's output too."""
+def earlier_model(
+    vocab: int,
+    p: LSTMParams,
+    keras_init: bool,
+    embedding_dropout: bool,
+    output_dropout: bool = True,
+):
+    """``build_model`` with other choices, each a lever of its own: Keras' uniform(-0.05, 0.05)
+    embedding initialisation, dropout on the embedding's output too, and (``output_dropout``
+    False) dropout between the LSTMs only, as PyTorch's ``nn.LSTM(dropout=...)``, none before
+    the logits."""
     model = build_model(vocab, **p.architecture)
     if keras_init:
         embedding = model.get_layer("embedding")
         embedding.embeddings.assign(
             keras.initializers.RandomUniform(-0.05, 0.05)(embedding.embeddings.shape)
         )
-    if not embedding_dropout:
+    if not embedding_dropout and output_dropout:
         return model
     x = model.get_layer("embedding").output
-    x = keras.layers.Dropout(p.dropout, name="dropout_embedding")(x)
+    if embedding_dropout:
+        x = keras.layers.Dropout(p.dropout, name="dropout_embedding")(x)
     for i in range(p.layers):
         x, _, _ = model.get_layer(f"lstm_{i}")(x)
-        x = model.get_layer(f"dropout_{i}")(x)
+        if output_dropout or i < p.layers - 1:
+            x = model.get_layer(f"dropout_{i}")(x)
     return keras.Model(model.input, model.get_layer("logits")(x), name="lstm_lm")
 
 
@@ -186,6 +196,11 @@ def main() -> None:
         "--embedding-dropout", action="store_true", help="dropout on the embedding too"
     )
     parser.add_argument(
+        "--no-output-dropout",
+        action="store_true",
+        help="dropout between the LSTMs only (none before the logits), as PyTorch's nn.LSTM",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=Path(OUT_NAME),
@@ -237,7 +252,9 @@ def main() -> None:
         model.fit(ds, callbacks=[val, *callbacks], shuffle=False, **fit)
 
     def build() -> keras.Model:
-        return earlier_model(len(vocab), p, args.keras_init, args.embedding_dropout)
+        return earlier_model(
+            len(vocab), p, args.keras_init, args.embedding_dropout, not args.no_output_dropout
+        )
 
     if args.tokens:
         per_token(args, build, p, source, curve, val_ids, seed)
@@ -289,7 +306,8 @@ def per_token(args, build, p: LSTMParams, source, curve, val_ids, seed: int) -> 
         f"cosine over {schedule} steps ({schedule * per_step / 1e6:.1f}M tokens); "
         f"peak learning rate {p.learning_rate:g}, dropout {p.dropout:g}, "
         f"{'Keras' if args.keras_init else 'N(0, 1)'} embedding init, "
-        f"dropout {'on' if args.embedding_dropout else 'not on'} the embedding",
+        f"dropout {'on' if args.embedding_dropout else 'not on'} the embedding, "
+        f"{'not ' if args.no_output_dropout else ''}before the logits",
         flush=True,
     )
     keras.utils.set_random_seed(seed)

@@ -101,6 +101,7 @@ def main() -> None:
     metrics["compare"] = {c.criterion.name: comparison_metrics(c) for c in comparisons}
     answer = verdict(comparisons, LABELS)
     metrics["verdict"] = answer  # results/ only (the export's model card quotes it)
+    metrics["horizon"] = {"adversarial_tokens": params.gan.seq_len, "scored_tokens": p.length}
     s = params.sample
     setting = f"`sample` stage, T={s.temperature:g}, {s.num_samples} samples x {s.length} tokens"
     with atomic_dir("plots/sweep") as tmp:  # both curves or neither
@@ -108,7 +109,14 @@ def main() -> None:
             write_json(tmp / f"{name}.json", sweep.points)
     write_results("evaluate", metrics, HEADLINE)
     report = render_report(
-        metrics, sweeps, comparisons, answer, LABELS, setting, describe_judge(judge)
+        metrics,
+        sweeps,
+        comparisons,
+        answer,
+        LABELS,
+        setting,
+        describe_judge(judge),
+        describe_horizon(params.gan.seq_len, p.length),
     )
     points = {name: sweep.points for name, sweep in sweeps.items()}
     write_report("reports", report, curve_figures(points, CRITERIA, LABELS))
@@ -122,6 +130,21 @@ def describe_judge(judge: keras.Model) -> str:
     sizes = [layer.units for layer in lstm_layers(judge)]
     shape = f"{len(sizes)} x {sizes[0]}" if len(set(sizes)) == 1 else " + ".join(map(str, sizes))
     return f"the independent judge ({JUDGE}: {shape} LSTM), neither contestant"
+
+
+def describe_horizon(adversarial: int, scored: int) -> str:
+    """How much of each scored sample the adversary shaped: the GAN is trained on
+    ``gan.seq_len``-token examples, the sweep scores ``evaluate.length``-token samples."""
+    text = (
+        f"Horizon: the GAN was trained adversarially on {adversarial}-token sequences "
+        f"(`gan.seq_len`); the sweep scores {scored}-token samples (`evaluate.length`)"
+    )
+    if scored <= adversarial:
+        return text + ", all within the horizon the discriminator judged."
+    return (
+        text + f": past token {adversarial}, the GAN generates beyond anything its "
+        f"discriminator judged ({1 - adversarial / scored:.0%} of each sample)."
+    )
 
 
 def encode_samples(path: str, vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:

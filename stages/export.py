@@ -1,29 +1,19 @@
 """export: each model (LSTM, GAN generator) -> exports/<model>/: a SavedModel that generates
 text with TensorFlow alone, a TFLite step model, its vocabulary and its model card."""
 
-import json
 import time
 from pathlib import Path
 
 from _common import LABELS, MODELS, PREPARED, stage_params
 
-from textgen.artifacts import load_model, read_jsonl
-from textgen.errors import UserError, exit_on_user_error
+from textgen.artifacts import load_model, read_json, read_jsonl
+from textgen.errors import exit_on_user_error
 from textgen.export import export
 from textgen.model import lstm_layers
 from textgen.model_card import CardFacts, corpus_sha256, render_card
 
 EXPORTS = Path("exports")
 TRAINED_BY = {"lstm": ["lstm"], "gan": ["lstm", "gan"]}  # the params sections behind each
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: not found (run `dvc repro` to make it)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: not valid JSON ({err})") from None
 
 
 def main() -> None:

@@ -108,6 +108,7 @@ EVALUATE_KEYS = {
     "reverse_lm_nats",
     "longest_copy_chars",
     "novelty_4",
+    "ms_jaccard_4",
     "test_nll_nats",
     "test_bpc",
     "test_perplexity",

@@ -13,6 +13,7 @@ from textgen.artifacts import (
     atomic_path,
     load_model,
     load_tokens,
+    read_json,
     read_jsonl,
     save_keras,
     save_tokens,
@@ -109,6 +110,16 @@ def test_jsonl_round_trip_keeps_unicode(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"a": 1}\n{oops\n')
     with pytest.raises(UserError, match=r"bad.jsonl:2: not valid JSON"):
         read_jsonl(tmp_path / "bad.jsonl")
+
+
+def test_json_of_another_stage_read_or_refused_in_one_line(tmp_path):
+    write_json(tmp_path / "r.json", {"verdict": "로미오"})
+    assert read_json(tmp_path / "r.json") == {"verdict": "로미오"}
+    with pytest.raises(UserError, match=r"missing.json: not found \(run `dvc repro`"):
+        read_json(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{oops")
+    with pytest.raises(UserError, match=r"bad.json: not valid JSON"):
+        read_json(tmp_path / "bad.json")
 
 
 def _tiny_model():

@@ -8,6 +8,7 @@ from textgen.comparison import (
     CRITERIA,
     compare_curves,
     comparison_metrics,
+    describe,
     diversity_at,
     frontier,
     verdict,
@@ -60,7 +61,11 @@ def test_a_curve_more_diverse_at_every_quality_dominates():
     assert c.overlap == pytest.approx((0.15, 0.25))
     low, high = c.gain_interval
     assert 0 < low < 0.05 < high  # noise of 0.001 per metric: a tight interval around the gap
+    assert [(r.better, r.share) for r in c.regions] == [("gan", 1.0)] and c.crossings == []
+    assert all(low > 0 for low, _ in c.level_intervals) and len(c.better) == len(c.levels)
     m = comparison_metrics(c)
+    assert m["gan_better_share"] == 1.0 and m["lstm_better_share"] == 0.0
+    assert m["crossings"] == 0.0
     assert m["gan_dominates"] == 1.0 and m["lstm_dominates"] == 0.0
     assert m["gan_better"] == 1.0 and m["lstm_better"] == 0.0
     assert m["gan_more_diverse_share"] == 1.0
@@ -71,7 +76,7 @@ def test_a_curve_more_diverse_at_every_quality_dominates():
     assert f"lower by 0.050 [95% interval {low:.3f}, {high:.3f}]" in text
     # Without replicates there is no interval, so no winner: noise is never assumed away.
     bare = compare_curves(lstm, gan, BLEU, ("lstm", "gan"))
-    assert bare.gain_interval is None and winner(bare) is None
+    assert bare.gain_interval is None and winner(bare) is None and bare.regions == []
 
 
 def test_the_interval_is_quoted_for_the_model_ahead():
@@ -107,7 +112,36 @@ def test_crossing_curves_give_no_dominance_and_split_levels():
     assert c.gain_interval[0] < 0 < c.gain_interval[1]  # a small mean gain, within the noise
     assert winner(c) is None
     text = verdict([c, c], {"lstm": "the LSTM", "gan": "the GAN"})
-    assert text.startswith("No clear winner here: better is neither by BLEU-4 vs Self-BLEU-4")
+    assert text.startswith("No clear winner here: by BLEU-4 vs Self-BLEU-4, ")
+    # The LSTM ahead below BLEU-4 0.2, the GAN above: one crossing (on the grid's resolution).
+    assert c.crossings == pytest.approx([0.2], abs=0.002)
+
+
+def test_crossing_curves_with_a_mean_gap_beyond_the_noise_name_regions_not_a_winner():
+    # The GAN is far more diverse at low BLEU, the LSTM at high BLEU (a smaller stretch):
+    # the mean gap favours the GAN beyond the noise, the rule of the mean would name it.
+    lstm = curve([0.1, 0.2, 0.3], [0.30, 0.40, 0.50])
+    gan = curve([0.1, 0.2, 0.3], [0.20, 0.35, 0.52])
+    c = compared(lstm, gan)
+    assert c.gain_interval[0] > 0  # the mean rule: "the GAN is better"
+    assert winner(c) is None
+    assert c.crossings == pytest.approx([0.2 + 0.1 * 0.05 / 0.07], abs=1e-9)
+    first, *_, last = c.regions
+    assert (first.better, last.better) == ("gan", "lstm")
+    assert first.start == pytest.approx(0.1) and last.end == pytest.approx(0.3)
+    assert first.end < c.crossings[0] < last.start  # neither, around the crossing
+    assert any(r.better is None for r in c.regions)
+    assert sum(r.share for r in c.regions) == pytest.approx(1.0)
+    m = comparison_metrics(c)
+    assert m["gan_better"] == 0.0 and m["lstm_better"] == 0.0
+    assert 0 < m["lstm_better_share"] < m["gan_better_share"] < 1
+    assert m["crossings"] == 1.0
+    text = verdict([c], {"lstm": "the LSTM", "gan": "the GAN"})
+    assert text.startswith("No clear winner here: by BLEU-4 vs Self-BLEU-4, more diverse beyond")
+    assert f"the GAN at BLEU-4 0.100 to {first.end:.3f}" in text
+    assert f"the LSTM at BLEU-4 {last.start:.3f} to 0.300" in text
+    described = describe(c, {"lstm": "the LSTM", "gan": "the GAN"})
+    assert f"the point curves cross at BLEU-4 {c.crossings[0]:.3f}" in described
 
 
 def test_a_gap_within_the_noise_is_no_win_and_the_same_gap_above_it_is():

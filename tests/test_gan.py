@@ -369,6 +369,28 @@ def test_beta_schedules():
     assert beta_at(0, 11, 100.0, "constant") == 100.0
 
 
+def relgan_temperature(temper: float, i: int, n: int, adapt: str) -> float:
+    """RelGAN's ``get_fixed_temperature`` (its utils), transcribed for the exp and lin forms."""
+    if adapt == "lin":
+        return 1 + i / (n - 1) * (temper - 1)
+    if adapt == "exp":
+        return temper ** (i / n)
+    raise ValueError(adapt)
+
+
+@pytest.mark.parametrize(("ours", "theirs"), [("exp", "exp"), ("linear", "lin")])
+def test_beta_on_relgans_fixed_span_equals_its_schedule_whatever_the_run_length(ours, theirs):
+    for steps in (300, 1000, 3000):
+        for step in sorted({0, 1, 150, steps // 2, steps - 1}):
+            got = beta_at(step, steps, 100.0, ours, span=5000)
+            assert got == pytest.approx(relgan_temperature(100.0, step, 5000, theirs), rel=1e-12)
+    # Its 3,000-step oracle run ends near 100 ** 0.6 (15.8), far from beta_max; a 300-step
+    # run barely leaves 1; the run's own span reaches beta_max at its last step.
+    assert beta_at(2999, 3000, 100.0, "exp", span=5000) == pytest.approx(15.84, abs=0.01)
+    assert beta_at(299, 300, 100.0, "exp", span=5000) == pytest.approx(1.317, abs=0.001)
+    assert beta_at(299, 300, 100.0, "exp") == pytest.approx(100.0)
+
+
 def test_a_validation_split_too_short_for_the_monitor_is_refused_before_training(lm):
     with pytest.raises(ValueError, match="too few for windows of 16"):
         GANMonitor(

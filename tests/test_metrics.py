@@ -2,7 +2,16 @@ import math
 
 import pytest
 
-from textgen.metrics import distinct_n, likelihood_metrics, ngram_set, ngrams, novelty, words
+from textgen.metrics import (
+    NgramProfile,
+    distinct_n,
+    likelihood_metrics,
+    ms_jaccard,
+    ngram_set,
+    ngrams,
+    novelty,
+    words,
+)
 
 
 def test_words_split_punctuation_and_any_script():
@@ -37,3 +46,18 @@ def test_novelty_counts_unseen_ngram_occurrences():
     # bigrams: (to be) seen, (be or) seen, (or die) new, (to be) seen -> 1 of 4 new
     assert novelty(["to be or die", "to be"], seen, 2) == pytest.approx(1 / 4)
     assert novelty(["a"], seen, 2) == 0.0
+
+
+def test_ms_jaccard_hand_checked():
+    ref = NgramProfile([["a", "b"], ["c", "d"]])
+    # The same n-gram frequencies: 1, whatever the number of sentences.
+    assert ms_jaccard(NgramProfile([["a", "b"], ["c", "d"]] * 3), ref, 2) == pytest.approx(1.0)
+    # Repeating half of the reference: unigrams min 0.5 + 0.5 over max 1 + 1 + 0.5 + 0.5,
+    # bigrams 0.5 over 1 + 0.5: both 1/3, and so their geometric mean.
+    repetitive = NgramProfile([["a", "b"], ["a", "b"]])
+    assert ms_jaccard(repetitive, ref, 1) == pytest.approx(1 / 3)
+    assert ms_jaccard(repetitive, ref, 2) == pytest.approx(1 / 3)
+    # No shared bigram: the geometric mean is 0 however many unigrams are shared.
+    other = NgramProfile([["a", "c"]])
+    assert ms_jaccard(other, ref, 1) == pytest.approx(1 / 3)  # 0.5 + 0.5 over 1 + 1 + 0.5 + 0.5
+    assert ms_jaccard(other, ref, 2) == 0.0

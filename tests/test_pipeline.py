@@ -85,8 +85,9 @@ RETRACING = "triggered tf.function retracing"  # TensorFlow's warning: a functio
 
 def _assert_intervals(repo: Path, criteria: dict[str, tuple[str, str]]) -> None:
     """The verdict's numbers, checked so that they can fail: every sweep point's interval
-    holds its point, the comparison has exactly its keys, and the winner flags follow the
-    sign of the gap's interval. ``criteria``: name -> (quality, diversity) metrics."""
+    holds its point, the comparison has exactly its keys, and a model wins only where it is
+    better beyond the noise at every quality level. ``criteria``: name -> (quality,
+    diversity) metrics."""
     evaluate = json.loads((repo / "results/evaluate.json").read_text())
     for model in ["lstm", "gan"]:
         sweep = json.loads((repo / f"plots/sweep/{model}.json").read_text())
@@ -99,10 +100,13 @@ def _assert_intervals(repo: Path, criteria: dict[str, tuple[str, str]]) -> None:
         assert c.keys() == {
             "lstm_better",
             "gan_better",
+            "lstm_better_share",
+            "gan_better_share",
             "lstm_dominates",
             "gan_dominates",
             "lstm_more_diverse_share",
             "gan_more_diverse_share",
+            "crossings",
             "gan_mean_diversity_gain",
             "gan_mean_diversity_gain_low",
             "gan_mean_diversity_gain_high",
@@ -113,8 +117,10 @@ def _assert_intervals(repo: Path, criteria: dict[str, tuple[str, str]]) -> None:
             assert c["lstm_better"] == c["gan_better"] == 0.0
             continue
         assert low <= high
-        assert c["gan_better"] == float(low > 0), name
-        assert c["lstm_better"] == float(high < 0), name
+        shares = c["lstm_better_share"], c["gan_better_share"]
+        assert all(0.0 <= x <= 1.0 for x in shares) and sum(shares) <= 1.0, name
+        assert c["gan_better"] == float(shares[1] == 1.0), name
+        assert c["lstm_better"] == float(shares[0] == 1.0), name
 
 
 @pytest.mark.slow

@@ -93,7 +93,9 @@ def test_pipeline_outputs_metrics_and_plots(team):
     for name, keys in METRIC_KEYS.items():
         assert keys <= metrics[name].keys(), name
         assert not TIMINGS & metrics[name].keys(), f"{name}: timings make hashes differ"
-    assert set(metrics["results/evaluate.json"]) == {"lstm", "gan", "compare", "verdict"}
+    evaluated = metrics["results/evaluate.json"]
+    assert set(evaluated) == {"lstm", "gan", "compare", "verdict", "horizon"}
+    assert evaluated["horizon"] == {"adversarial_tokens": 16, "scored_tokens": 40}
     for model in ["lstm", "gan"]:
         assert metrics["results/evaluate.json"][model].keys() >= EVALUATE_KEYS
         sweep = json.loads((repo / f"plots/sweep/{model}.json").read_text())
@@ -102,6 +104,8 @@ def test_pipeline_outputs_metrics_and_plots(team):
     assert set(compare) == {"bleu", "lm"}
     report = (repo / "reports/report.md").read_text()
     assert "## Verdict" in report and "## Temperature sweep" in report
+    assert "trained adversarially on 16-token sequences" in report
+    assert "scores 40-token samples" in report and "(60% of each sample)" in report
     for chart in ["quality_diversity_bleu.svg", "quality_diversity_lm.svg"]:
         assert f"]({chart})" in report, "the report links its charts"
         svg = (repo / "reports" / chart).read_text()

@@ -124,6 +124,17 @@ def write_jsonl(path: str | Path, records: Iterable[dict]) -> None:
     write_text_atomic(path, "".join(lines))
 
 
+def read_json(path: str | Path) -> dict:
+    """A JSON file another stage wrote; missing or unreadable: one line naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: not found (run `dvc repro` to make it)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: not valid JSON ({err})") from None
+
+
 def read_jsonl(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():

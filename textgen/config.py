@@ -141,6 +141,7 @@ class GANParams(_Section):
     mle_weight: Annotated[Float, Field(ge=0.0)]
     beta_max: Annotated[Float, Field(ge=1.0)]
     beta_schedule: Literal["exp", "linear", "constant"]
+    beta_span: Annotated[Int, Field(ge=2)] | None
     baseline_decay: Annotated[Float, Field(ge=0.0, lt=1.0)]
     discount: Annotated[Float, Field(gt=0.0, le=1.0)]
     d_embedding_dim: PositiveInt

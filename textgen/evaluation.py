@@ -24,8 +24,10 @@ from textgen.corpus import real_tokens
 from textgen.metrics import (
     BleuReferences,
     CopyIndex,
+    NgramProfile,
     distinct_n,
     mean_score,
+    ms_jaccard,
     ngram_set,
     novelty,
     self_bleu_scores,
@@ -52,11 +54,14 @@ class RealData:
     test: TokenSource
     judge: keras.Model
     references: BleuReferences = field(init=False)
+    profile: NgramProfile = field(init=False)  # the test split's n-grams, for MS-Jaccard
     seen_4grams: set[int] = field(init=False)
     copies: CopyIndex = field(init=False)
 
     def __post_init__(self) -> None:
-        self.references = BleuReferences(sentences(self.test.text(self.vocab)))
+        test_sentences = sentences(self.test.text(self.vocab))
+        self.references = BleuReferences(test_sentences)
+        self.profile = NgramProfile(test_sentences)
         self.seen_4grams = ngram_set(self.train.text(self.vocab), 4)
         self.copies = CopyIndex(real_tokens(self.train.ids, self.vocab))
 
@@ -141,6 +146,7 @@ def sample_metrics(
         **{f"bleu_{n}": mean_score(bleu[n]) for n in range(2, 6)},
         **{f"self_bleu_{n}": mean_score(selfb[n]) for n in range(2, 6)},
         **{f"distinct_{n}": distinct_n(texts, n) for n in range(1, 5)},
+        "ms_jaccard_4": ms_jaccard(NgramProfile(generated), real.profile, 4),
         "novelty_4": novelty(texts, real.seen_4grams, 4),
         "longest_copy_chars": real.copies.median_longest_copy(
             real_tokens(row, vocab) for row in samples

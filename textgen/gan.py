@@ -63,12 +63,23 @@ def discounted_returns(rewards: tf.Tensor, discount: float) -> tf.Tensor:
     return tf.matmul(rewards, weights)
 
 
-def beta_at(step: int, steps: int, beta_max: float, schedule: str = "exp") -> float:
-    """Inverse temperature of the relaxation at generator step ``step`` of ``steps``: 1 at
-    the first, ``beta_max`` at the last (``exp``: geometric, ``linear``, or ``constant``)."""
-    frac = min(step / max(steps - 1, 1), 1.0)
+def beta_at(
+    step: int, steps: int, beta_max: float, schedule: str = "exp", span: int | None = None
+) -> float:
+    """Inverse temperature of the relaxation at generator step ``step`` (from 0) of ``steps``.
+
+    ``span`` None: 1 at the first step, ``beta_max`` at the last (``exp``: geometric,
+    ``linear``, or ``constant``). ``span`` N: RelGAN's ``get_fixed_temperature(beta_max, step,
+    N, adapt)`` exactly, whatever the run's length: ``exp`` beta_max ** (step / N), ``linear``
+    1 + step / (N - 1) * (beta_max - 1), with no cap (RelGAN fixes N = 5000, so its 3,000-step
+    oracle run ends at 100 ** 0.6 = 15.8 and a 300-step run at 1.32)."""
     if schedule == "constant":
         return beta_max
+    if span is not None:
+        if schedule == "linear":
+            return 1.0 + step / (span - 1) * (beta_max - 1.0)
+        return beta_max ** (step / span)
+    frac = min(step / max(steps - 1, 1), 1.0)
     if schedule == "linear":
         return 1.0 + (beta_max - 1.0) * frac
     return beta_max**frac
@@ -227,8 +238,8 @@ class TextGAN(keras.Model):
 class GumbelGAN(TextGAN):
     """RelGAN: the generator rolls a sequence out feeding back argmax(logits + Gumbel noise),
     while D sees softmax(beta * (logits + noise)), a differentiable relaxation whose inverse
-    temperature beta is annealed from 1 to ``beta_max`` over the ``steps`` generator steps
-    (``beta_at``), so D's gradient reaches G."""
+    temperature beta is annealed from 1 to ``beta_max`` over the ``steps`` generator steps,
+    or on RelGAN's fixed span of ``beta_span`` steps (``beta_at``), so D's gradient reaches G."""
 
     def __init__(
         self,
@@ -239,14 +250,17 @@ class GumbelGAN(TextGAN):
         steps: int,
         beta_max: float,
         beta_schedule: str = "exp",
+        beta_span: int | None = None,
         **kwargs,
     ):
         super().__init__(generator, discriminator, conditions, seed, **kwargs)
         self.steps, self.beta_max, self.beta_schedule = steps, beta_max, beta_schedule
+        self.beta_span = beta_span
         self.beta = keras.Variable(1.0, trainable=False, name="beta")  # set by start_step
 
     def settings_at(self, step: int) -> dict[str, float]:
-        return {"beta": beta_at(step, self.steps, self.beta_max, self.beta_schedule)}
+        beta = beta_at(step, self.steps, self.beta_max, self.beta_schedule, self.beta_span)
+        return {"beta": beta}
 
     def start_step(self, step: int) -> None:
         self.beta.assign(self.settings_at(step)["beta"])
@@ -350,6 +364,7 @@ def build_gan(
             p.steps,
             p.beta_max,
             p.beta_schedule,
+            p.beta_span,
             **common,
         )
     else:

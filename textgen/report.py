@@ -30,6 +30,10 @@ METRICS: dict[str, tuple[str, bool | None]] = {
         f"distinct_{n}": (f"distinct {n}-grams / all {n}-grams (diversity)", True)
         for n in (1, 2, 3, 4)
     },
+    "ms_jaccard_4": (
+        "MS-Jaccard-4: n-gram frequencies shared with the test split (quality and diversity)",
+        True,
+    ),
     "novelty_4": ("share of word 4-grams not in the training split", None),
     "longest_copy_chars": ("median longest span copied verbatim from the training split", None),
     "lm_score_nats": (
@@ -62,8 +66,10 @@ def render_report(
     labels: dict[str, str],
     setting: str,
     judge: str = "the judge LM",
+    horizon: str = "",
 ) -> str:
-    """The report; ``judge`` names the LM that gives the LM score (e.g. its file and size)."""
+    """The report; ``judge`` names the LM that gives the LM score (e.g. its file and size),
+    ``horizon`` says how the adversary's sequence length compares with the scored samples'."""
     names = list(sweeps)
     out = [
         f"# Which generator is better here: {' or '.join(labels[n] for n in names)}?",
@@ -87,6 +93,7 @@ def render_report(
         "",
         f"LM score: NLL of the samples under {judge}.",
         "",
+        *([horizon, ""] if horizon else []),
         f"## Metrics at the sampling settings ({setting})",
         "",
         f"| metric | {' | '.join(labels[n] for n in names)} | better | what it measures |",
@@ -209,9 +216,13 @@ INTERVALS = (
     "sample set, and the interval resamples the test split's rows (or windows of a stream), "
     "so it omits the noise of training on another draw of samples. The gap between two curves "
     "is recomputed on every replicate (each model's samples resampled independently, the test "
-    "split both share with the same draws); a model "
-    "wins a criterion only if the gap's interval excludes zero. Dominance is descriptive: an "
-    "exact comparison of the point curves, without noise."
+    "split both share with the same draws), at every quality level and on average; a model "
+    "wins a criterion only if the gap's interval excludes zero at every level of the range "
+    "both models reach (curves that cross, or a gap within the noise anywhere, name no "
+    "winner: the regions where each is better are given instead). The intervals cover "
+    "sampling noise only: each model is one training run (one seed), so the noise of "
+    "retraining is not in them. Dominance is descriptive: an exact comparison of the point "
+    "curves, without noise."
 )
 
 # Published NLL-oracle figures on this setup (vocabulary 5000, length 20, 10,000 samples).
