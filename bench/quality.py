@@ -91,7 +91,7 @@ class Budgets(keras.callbacks.Callback):
                 self.model.stop_training = True
 
 
-def earlier_model(
+def model_variant(
     vocab: int,
     p: LSTMParams,
     keras_init: bool,
@@ -252,7 +252,7 @@ def main() -> None:
         model.fit(ds, callbacks=[val, *callbacks], shuffle=False, **fit)
 
     def build() -> keras.Model:
-        return earlier_model(
+        return model_variant(
             len(vocab), p, args.keras_init, args.embedding_dropout, not args.no_output_dropout
         )
 
