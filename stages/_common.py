@@ -30,6 +30,9 @@ ORACLE = Path("models/oracle.keras")  # the synthetic benchmark's data source
 # The independent judge of sample quality (train_judge): neither contestant, so neither is
 # scored by itself.
 JUDGE = Path("models/judge.keras")
+# Each model's bootstrap replicates per sweep point (evaluate): what `python -m textgen study`
+# pools over several training seeds' experiments.
+REPLICATES = Path("results/replicates")
 LABELS = {"lstm": "the LSTM (MLE)", "gan": "the GAN"}  # how reports name the models
 DVC_YAML = Path("dvc.yaml")
 configure_logging()

@@ -9,7 +9,7 @@ then a temperature sweep of both, and the verdict from their quality-diversity c
 import time
 
 import numpy as np
-from _common import JUDGE, LABELS, MODELS, PREPARED, stage_params
+from _common import JUDGE, LABELS, MODELS, PREPARED, REPLICATES, stage_params
 
 from textgen.artifacts import (
     atomic_dir,
@@ -17,15 +17,21 @@ from textgen.artifacts import (
     load_tokens,
     load_vocab,
     read_jsonl,
+    save_replicates,
     write_json,
 )
-from textgen.backend import keras
 from textgen.comparison import CRITERIA, compare_curves, comparison_metrics, verdict
 from textgen.errors import UserError, exit_on_user_error
 from textgen.evaluation import RESAMPLING, RealData, sample_metrics, temperature_sweep
 from textgen.metrics import likelihood_metrics
 from textgen.model import lstm_layers
-from textgen.report import curve_figures, render_report, write_report
+from textgen.report import (
+    curve_figures,
+    describe_horizon,
+    describe_judge,
+    render_report,
+    write_report,
+)
 from textgen.sampling import prompt_context
 from textgen.scoring import heldout_nll
 from textgen.seeding import derive_seed, seed_everything
@@ -34,11 +40,11 @@ from textgen.tracking import write_results
 from textgen.vocab import Vocabulary
 
 # What dvc.yaml declares as metrics (the rest goes to results/evaluate.json): each model's
-# held-out likelihood, and per criterion the GAN's mean diversity gain at equal quality with
-# its 95% interval (above 0 throughout: the GAN is better; below: the LSTM).
+# held-out likelihood and the judge's, and per criterion the GAN's mean diversity gain at
+# equal quality with its 95% interval (above 0 throughout: the GAN is better; below: the LSTM).
 GAIN = ["gan_mean_diversity_gain", "gan_mean_diversity_gain_low", "gan_mean_diversity_gain_high"]
 HEADLINE = [
-    *(f"{model}.{key}" for model in ("lstm", "gan") for key in ("test_nll_nats", "test_bpc")),
+    *(f"{m}.{key}" for m in ("lstm", "gan", "judge") for key in ("test_nll_nats", "test_bpc")),
     *(f"compare.{c.name}.{key}" for c in CRITERIA for key in GAIN),
 ]
 
@@ -73,7 +79,13 @@ def main() -> None:
         nll = heldout_nll(model, real.test, p.batch_size)
         try:
             scores, _ = sample_metrics(
-                ids, context, real, p.reverse_lm, params.seed, derive_seed(resample_seed, 0, 0)
+                ids,
+                context,
+                real,
+                p.reverse_lm,
+                params.seed,
+                derive_seed(resample_seed, 0, 0),
+                p.bleu_sentences,
             )
             metrics[name] = {**likelihood_metrics(nll, prefix="test_"), **scores}
         except ValueError as err:  # too few samples for the reverse LM's batches
@@ -92,6 +104,9 @@ def main() -> None:
             model, real, p, params.sample.prompt, params.seed, name, resample_seed
         )
 
+    # The judge's own NLL of the same test split, beside the contestants': how strong the
+    # model behind the LM score is.
+    metrics["judge"] = likelihood_metrics(heldout_nll(judge, real.test, p.batch_size), "test_")
     lstm, gan = sweeps["lstm"], sweeps["gan"]
     replicates = (lstm.replicates, gan.replicates)
     comparisons = [
@@ -107,6 +122,7 @@ def main() -> None:
     with atomic_dir("plots/sweep") as tmp:  # both curves or neither
         for name, sweep in sweeps.items():
             write_json(tmp / f"{name}.json", sweep.points)
+    save_replicates(REPLICATES, {name: sweep.replicates for name, sweep in sweeps.items()})
     write_results("evaluate", metrics, HEADLINE)
     report = render_report(
         metrics,
@@ -115,36 +131,19 @@ def main() -> None:
         answer,
         LABELS,
         setting,
-        describe_judge(judge),
+        describe_judge(
+            str(JUDGE),
+            [layer.units for layer in lstm_layers(judge)],
+            metrics["judge"]["test_nll_nats"],
+            {name: metrics[name]["test_nll_nats"] for name in models},
+            LABELS,
+        ),
         describe_horizon(params.gan.seq_len, p.length),
     )
     points = {name: sweep.points for name, sweep in sweeps.items()}
     write_report("reports", report, curve_figures(points, CRITERIA, LABELS))
     print(answer)
     print(f"evaluate: {time.perf_counter() - start:.0f} s -> metrics/, plots/sweep/, reports/")
-
-
-def describe_judge(judge: keras.Model) -> str:
-    """The judge as the report names it, from the loaded model itself (not from params, which
-    could describe another model than the file evaluate read)."""
-    sizes = [layer.units for layer in lstm_layers(judge)]
-    shape = f"{len(sizes)} x {sizes[0]}" if len(set(sizes)) == 1 else " + ".join(map(str, sizes))
-    return f"the independent judge ({JUDGE}: {shape} LSTM), neither contestant"
-
-
-def describe_horizon(adversarial: int, scored: int) -> str:
-    """How much of each scored sample the adversary shaped: the GAN is trained on
-    ``gan.seq_len``-token examples, the sweep scores ``evaluate.length``-token samples."""
-    text = (
-        f"Horizon: the GAN was trained adversarially on {adversarial}-token sequences "
-        f"(`gan.seq_len`); the sweep scores {scored}-token samples (`evaluate.length`)"
-    )
-    if scored <= adversarial:
-        return text + ", all within the horizon the discriminator judged."
-    return (
-        text + f": past token {adversarial}, the GAN generates beyond anything its "
-        f"discriminator judged ({1 - adversarial / scored:.0%} of each sample)."
-    )
 
 
 def encode_samples(path: str, vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:

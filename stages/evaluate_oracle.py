@@ -6,10 +6,10 @@ model's NLL of held-out oracle sequences (coverage); both over ``evaluate.temper
 95% bootstrap intervals (generated rows and test rows resampled).
 """
 
-from _common import LABELS, MODELS, ORACLE, PREPARED, stage_params
+from _common import LABELS, MODELS, ORACLE, PREPARED, REPLICATES, stage_params
 
-from textgen.artifacts import atomic_dir, load_model, load_tokens, write_json
-from textgen.comparison import Criterion, compare_curves, comparison_metrics, verdict
+from textgen.artifacts import atomic_dir, load_model, load_tokens, save_replicates, write_json
+from textgen.comparison import ORACLE_CRITERION, compare_curves, comparison_metrics, verdict
 from textgen.errors import UserError, exit_on_user_error
 from textgen.evaluation import RESAMPLING
 from textgen.oracle import oracle_sweep
@@ -17,9 +17,6 @@ from textgen.report import curve_figures, render_oracle_report, write_report
 from textgen.seeding import derive_seed, seed_everything
 from textgen.tracking import write_results
 
-ORACLE_CRITERION = Criterion(
-    "oracle", "nll_oracle", False, "nll_test", False, "NLL oracle", "NLL test"
-)
 # What dvc.yaml declares as metrics (the rest goes to results/evaluate.json): each model's
 # figures at temperature 1, and the GAN's mean gain in NLL test at equal NLL oracle with its
 # 95% interval.
@@ -55,6 +52,7 @@ def main() -> None:
     with atomic_dir("plots/sweep") as tmp:  # both curves or neither
         for name, sweep in sweeps.items():
             write_json(tmp / f"{name}.json", sweep.points)
+    save_replicates(REPLICATES, {name: sweep.replicates for name, sweep in sweeps.items()})
     lstm, gan = sweeps["lstm"], sweeps["gan"]
     comparison = compare_curves(
         lstm.points,

@@ -25,13 +25,13 @@ HEADLINE = ["oracle_entropy_nats", "nll_oracle_real"]  # metrics/; the rest in r
 def main() -> None:
     params = stage_params("oracle")
     p = params.oracle
-    seed_everything(params.seed)
+    seed_everything(p.seed)
     vocab = oracle_vocabulary(p.vocab_size)
-    oracle = build_oracle(vocab, p, params.seed)
+    oracle = build_oracle(vocab, p, p.seed)
     sizes = [p.train_sequences, p.val_sequences, p.test_sequences]
-    rows = sample_sequences(oracle, vocab, sum(sizes), p.seq_len, params.seed)
+    rows = sample_sequences(oracle, vocab, sum(sizes), p.seq_len, p.seed)
     train, val, test = rows[: sizes[0]], rows[sizes[0] : -sizes[2]], rows[-sizes[2] :]
-    uniform = uniform_sequences(vocab, p.test_sequences, p.seq_len, derive_seed(params.seed, 2))
+    uniform = uniform_sequences(vocab, p.test_sequences, p.seq_len, derive_seed(p.seed, 2))
     metrics = {
         "oracle_entropy_nats": entropy_rate(oracle, test),
         "nll_oracle_real": lm_score(oracle, test[:, :1], test[:, 1:], batch=1000),

@@ -16,6 +16,7 @@ from textgen.artifacts import (
     read_json,
     read_jsonl,
     save_keras,
+    save_replicates,
     save_tokens,
     write_json,
     write_jsonl,
@@ -179,3 +180,22 @@ def test_tokens_are_memory_mapped_read_only(tmp_path):
     ids = load_tokens(tmp_path / "t.npy", 100)
     assert isinstance(ids, np.memmap) and not ids.flags.writeable
     assert ids[40:43].tolist() == [40, 41, 42]
+
+
+def test_replicates_are_one_npy_per_model_and_metric_with_the_same_bytes_every_time(tmp_path):
+    rng = np.random.default_rng(0)
+    points = [{"bleu_4": rng.random(5), "self_bleu_4": rng.random(5)} for _ in range(3)]
+    save_replicates(tmp_path / "a", {"lstm": points, "gan": points[:2]})
+    save_replicates(tmp_path / "b", {"lstm": points, "gan": points[:2]})
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.npy"))
+    assert [str(f) for f in files] == [
+        "gan/bleu_4.npy",
+        "gan/self_bleu_4.npy",
+        "lstm/bleu_4.npy",
+        "lstm/self_bleu_4.npy",
+    ]
+    for f in files:  # no timestamps inside (DVC hashes these bytes)
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+    column = np.load(tmp_path / "a/lstm/self_bleu_4.npy", allow_pickle=False)
+    assert column.shape == (3, 5) and column.dtype == np.float64
+    np.testing.assert_array_equal(column[2], points[2]["self_bleu_4"])

@@ -12,12 +12,13 @@ from textgen.evaluation import (
     lm_ratio,
     lm_score,
     reverse_lm_nll,
+    scored_sentences,
     sentence_ratio,
     temperature_sweep,
 )
 from textgen.metrics import BleuReferences, CopyIndex, self_bleu, self_bleu_scores
 from textgen.model import build_model
-from textgen.report import render_report
+from textgen.report import describe_judge, render_report
 from textgen.scoring import Ratio, heldout, heldout_nll
 from textgen.seeding import seed_everything
 from textgen.sources import RowSource, StreamSource
@@ -99,6 +100,35 @@ def test_metrics_resampled_together_share_their_draws():
         bootstrap({"x": x, "z": Ratio(ones[:10], ones[:10])}, seed=0)
 
 
+def test_a_sentence_budget_takes_every_samples_first_sentences_first():
+    per_text = [[["a"], ["b"], ["c"]], [["d"]], [], [["e"], ["f"]]]
+    everything, owner = scored_sentences(per_text, None)
+    assert everything == [["a"], ["b"], ["c"], ["d"], ["e"], ["f"]]
+    assert owner.tolist() == [0, 0, 0, 1, 3, 3]
+    # Four: each sample's first sentence (a, d, e), then the first sample's second (b).
+    chosen, owner = scored_sentences(per_text, 4)
+    assert chosen == [["a"], ["b"], ["d"], ["e"]] and owner.tolist() == [0, 0, 1, 3]
+    assert scored_sentences(per_text, 100)[0] == everything  # fewer than asked: all of them
+
+
+def test_a_sentence_budget_makes_self_bleu_independent_of_how_many_lines_a_model_writes():
+    # Two models writing the same kind of lines, one twice as many: with every line scored,
+    # the wordier one looks less diverse (more lines to match); at one count, they compare.
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(30)]
+
+    def texts(lines_per_sample: int) -> list[list[list[str]]]:
+        return [[list(rng.choice(words, 6)) for _ in range(lines_per_sample)] for _ in range(40)]
+
+    few, many = texts(5), texts(20)
+
+    def self_bleu_3(per_text: list[list[list[str]]], limit: int | None) -> float:
+        return float(np.mean(self_bleu_scores(scored_sentences(per_text, limit)[0], 3)))
+
+    assert self_bleu_3(many, None) > self_bleu_3(few, None) + 0.1  # 800 lines against 200
+    assert abs(self_bleu_3(many, 200) - self_bleu_3(few, 200)) < 0.02
+
+
 def test_per_sample_bleu_statistics_add_up_to_the_bleu_of_all_samples():
     rng = np.random.default_rng(2)
     words = "the a of to and my lord sweet love night".split()
@@ -164,6 +194,7 @@ def test_sweep_gives_one_point_per_temperature_with_every_metric(tiny, sweeps):
     for point in sweep.points:
         assert keys <= set(point)
         assert all(np.isfinite(v) for v in point.values())
+        assert 0 < point["bleu_sentences"] <= p.bleu_sentences
     assert {t: len(v) for t, v in sweep.examples.items()} == {0.5: 2, 1.0: 2, 1.5: 2}
     assert all(len(text) == p.length for v in sweep.examples.values() for text in v)
     # Hotter samples are less likely under the model itself and less alike one another.
@@ -242,3 +273,13 @@ def test_report_has_the_verdict_the_tables_and_the_samples(sweeps):
     assert text.count("```text") == 2 * 3 * 2  # 2 models x 3 temperatures x 2 samples
     assert "| `reverse_lm_nats` |" in text
     assert "sample 2:" in text
+
+
+def test_the_report_names_a_judge_weaker_than_a_contestant():
+    labels = {"lstm": "the LSTM", "gan": "the GAN"}
+    weak = describe_judge("models/judge.keras", [128], 1.77, {"lstm": 1.40, "gan": 1.44}, labels)
+    assert "1 x 128 LSTM" in weak and "test NLL 1.770 nats/token" in weak
+    assert "against the LSTM 1.400, the GAN 1.440" in weak
+    assert "weaker than the LSTM and the GAN" in weak
+    strong = describe_judge("j.keras", [192, 192], 1.38, {"lstm": 1.40, "gan": 1.44}, labels)
+    assert "2 x 192 LSTM" in strong and "weaker" not in strong

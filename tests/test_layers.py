@@ -30,7 +30,7 @@ LAYERS = [
     ("training", {"training"}),
     (
         "GAN and evaluation",
-        {"discriminator", "gan", "evaluation", "comparison", "oracle", "report"},
+        {"discriminator", "gan", "evaluation", "comparison", "oracle", "report", "study"},
     ),
     ("shipping", {"export", "model_card"}),
     ("entry points", {"cli", "__main__"}),

@@ -20,6 +20,7 @@ from tests.repos import (
     read_metrics,
     run,
     run_in_process,
+    stages_run,
 )
 
 
@@ -239,6 +240,33 @@ def test_oracle_benchmark_pipeline_end_to_end(tmp_path):
     plots = run("dvc plots show --json", repo / "oracle").stdout
     assert "NLL oracle (quality) against NLL test" in plots
     assert not (repo / "metrics").exists()  # the main pipeline did not run
+
+    # Training seeds, each an experiment of its own, pooled by `python -m textgen study`. The
+    # oracle has its own seed: the task stays, the contestants are retrained.
+    oracle_dir = repo / "oracle"
+    for seed in (4, 5):
+        log = run(f"dvc exp run -n tiny-seed-{seed} -S seed={seed}", oracle_dir).stdout
+        assert stages_run(log) == {"train_lstm", "train_gan", "evaluate"}
+    shown = run("python -m textgen study tiny --seeds 4 5", oracle_dir).stdout
+    assert "| tiny-seed-4 | 4 |" in shown and "| tiny-seed-5 | 5 |" in shown
+    figures = json.loads((oracle_dir / "study/tiny.json").read_text())
+    assert [row["seed"] for row in figures["seeds"]] == [4, 5]
+    # A seed's row is that experiment's own comparison (seed 5's is in the workspace now).
+    last = json.loads((oracle_dir / "results/evaluate.json").read_text())["compare"]["oracle"]
+    assert figures["seeds"][1]["oracle"] == last
+    pooled = figures["pooled"]["oracle"]
+    low, high = pooled["gan_mean_diversity_gain_low"], pooled["gan_mean_diversity_gain_high"]
+    assert low <= pooled["gan_mean_diversity_gain"] <= high
+    assert figures["verdict"] in (oracle_dir / "study/tiny.md").read_text()
+    assert "study" not in run("git status --porcelain", repo).stdout  # not for git
+    # The queue recipe: one experiment per seed, with the overrides given.
+    queued = run("python -m textgen study tiny --queue --seeds 6 -S gan.steps=2", oracle_dir)
+    assert "queued tiny-seed-6" in queued.stdout
+    assert "tiny-seed-6" in run("dvc queue status", oracle_dir).stdout
+    run("dvc queue remove --all", oracle_dir)
+    missing = run("python -m textgen study tiny --seeds 7", oracle_dir, check=False)
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert "no experiment 'tiny-seed-7'" in missing.stderr
 
 
 def test_a_stage_reading_an_undeclared_param_stops_with_its_name(tmp_path):

@@ -154,6 +154,19 @@ def save_tokens(path: str | Path, ids: np.ndarray) -> None:
         np.save(f, np.asarray(ids, dtype=np.int32))
 
 
+def save_replicates(path: str | Path, models: dict[str, list[dict[str, np.ndarray]]]) -> None:
+    """Each model's bootstrap replicates per sweep point, ``<path>/<model>/<metric>.npy``
+    [points, replicates] float64 (plain .npy: an .npz's zip entries carry the time, and a DVC
+    output's bytes must not)."""
+    with atomic_dir(path) as tmp:
+        for model, points in models.items():
+            (tmp / model).mkdir()
+            for metric in points[0]:
+                column = np.stack([np.asarray(p[metric], dtype=np.float64) for p in points])
+                with open(tmp / model / f"{metric}.npy", "wb") as f:
+                    np.save(f, column)
+
+
 class TokenWriter:
     """An int32 ``.npy`` of a shape known up front, written piece by piece: the bytes
     ``save_tokens`` writes for the whole array, without the whole array in memory. Write it

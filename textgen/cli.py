@@ -1,5 +1,6 @@
 """Command line: ``python -m textgen generate ...``, ``python -m textgen export ...``,
-``python -m textgen fetch-corpus`` and ``python -m textgen plots-template``."""
+``python -m textgen fetch-corpus``, ``python -m textgen plots-template`` and
+``python -m textgen study``."""
 
 from __future__ import annotations
 
@@ -94,6 +95,29 @@ def _parser() -> argparse.ArgumentParser:
         "without network. `make setup` runs this.",
     )
     template.add_argument("--out", type=Path, default=PLOTS_TEMPLATE)
+
+    study = sub.add_parser(
+        "study",
+        help="the LSTM-vs-GAN verdict over several training seeds, each a DVC experiment",
+        description="Run in a pipeline's folder (the root, or oracle/). With --queue: queue one "
+        "experiment per seed of params.yaml's study.seeds, named NAME-seed-S, with -S seed=S "
+        "and the overrides given; run them with `dvc queue start`. Without: read those "
+        "experiments' sweeps and bootstrap replicates and write study/NAME.md and "
+        "study/NAME.json: a row per seed and the verdict pooled over seeds x samples (a "
+        "hierarchical bootstrap; docs/evaluation.md).",
+    )
+    study.add_argument("name", nargs="?", default="study", help="the study (default: study)")
+    study.add_argument("--queue", action="store_true", help="queue the experiments")
+    study.add_argument(
+        "-S",
+        "--set-param",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --queue: a params.yaml override for every seed (repeatable)",
+    )
+    study.add_argument("--seeds", type=int, nargs="+", help="instead of study.seeds")
     return parser
 
 
@@ -104,6 +128,10 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
+    if args.command == "study":
+        _study(args)
+        return
+
     if args.command == "fetch-corpus":
         from textgen.config import load_params
         from textgen.datasets import install_builtin
@@ -176,3 +204,38 @@ def _run(args: argparse.Namespace) -> None:
         if i:
             print("\n" + "-" * 40)
         print(args.prompt + text)
+
+
+def _study(args: argparse.Namespace) -> None:
+    from textgen import study
+    from textgen.artifacts import write_json, write_text_atomic
+    from textgen.config import load_params
+
+    params = load_params()
+    seeds = args.seeds
+    if seeds is None:
+        if params.study is None:
+            raise UserError("params.yaml: no study section (study.seeds: the training seeds)")
+        seeds = params.study.seeds
+    if args.queue:
+        if any(o.split("=", 1)[0].strip() == "seed" for o in args.overrides):
+            raise UserError("study: -S seed=... is the study's to set (study.seeds or --seeds)")
+        names = study.queue(args.name, seeds, args.overrides)
+        print(
+            f"queued {', '.join(names)}: run them with `dvc queue start -j 1`, follow with "
+            f"`dvc queue status`, then `python -m textgen study {args.name}`"
+        )
+        return
+    if args.overrides:
+        raise UserError("study: -S only with --queue (the experiments carry their params)")
+    runs = []
+    for seed in seeds:
+        name = study.experiment_name(args.name, seed)
+        print(f"reading {name}")
+        runs.append(study.read_experiment(name))
+    result = study.study(runs, seed=params.seed)
+    text = study.render(result, args.name)
+    write_text_atomic(Path("study") / f"{args.name}.md", text + "\n")
+    write_json(Path("study") / f"{args.name}.json", study.summary(result))
+    print(text)
+    print(f"wrote study/{args.name}.md and study/{args.name}.json")

@@ -41,6 +41,11 @@ CRITERIA = (
         "lm", "lm_score_nats", False, "reverse_lm_nats", False, "LM score", "reverse LM score"
     ),
 )
+# The synthetic oracle benchmark's one criterion: the oracle's NLL of the samples (quality,
+# exact) against the model's NLL of held-out oracle sequences (coverage).
+ORACLE_CRITERION = Criterion(
+    "oracle", "nll_oracle", False, "nll_test", False, "NLL oracle", "NLL test"
+)
 
 
 def frontier(quality: np.ndarray, diversity: np.ndarray) -> np.ndarray:

@@ -205,6 +205,9 @@ class EvaluateParams(_Section):
     length: PositiveInt
     reverse_lm: LSTMParams
     report_samples: NonNegativeInt
+    # BLEU and Self-BLEU score this many sentences per sample set (null: all): Self-BLEU rises
+    # with the number of sentences, which differs between models at a fixed sample length.
+    bleu_sentences: Annotated[Int, Field(ge=2)] | None
 
     @model_validator(mode="after")
     def _report_samples_exist(self) -> EvaluateParams:
@@ -233,6 +236,8 @@ def need_tokens(num_samples: int, length: int, lm: LSTMParams, where: str, rows:
 class OracleParams(_Section):
     """The synthetic benchmark's oracle (``oracle/params.yaml``); SeqGAN's settings."""
 
+    # Its own seed: the training seed (``seed``) varies across a study's runs, the task does not.
+    seed: Seed
     vocab_size: PositiveInt
     seq_len: PositiveInt
     embedding_dim: PositiveInt
@@ -246,6 +251,19 @@ class OracleParams(_Section):
     def architecture(self) -> dict[str, int | float]:
         """``model.build_model``'s size arguments: SeqGAN's shape, one layer, no dropout."""
         return {"embedding_dim": self.embedding_dim, "hidden": self.hidden, "layers": 1}
+
+
+def _distinct(seeds: list[int]) -> list[int]:
+    if len(set(seeds)) != len(seeds):
+        raise ValueError("expected distinct seeds")
+    return seeds
+
+
+class StudyParams(_Section):
+    """``python -m textgen study``: the comparison repeated over training seeds, each seed an
+    experiment of its own (``-S seed=S``); read by the command, by no stage."""
+
+    seeds: Annotated[list[Seed], Field(min_length=1), AfterValidator(_distinct)]
 
 
 class Params(_Section):
@@ -262,6 +280,7 @@ class Params(_Section):
     evaluate: EvaluateParams | None = None
     export: ExportParams | None = None
     oracle: OracleParams | None = None
+    study: StudyParams | None = None
 
     @model_validator(mode="after")
     def _convolutions_fit(self) -> Params:

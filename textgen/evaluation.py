@@ -82,6 +82,21 @@ def sentence_ratio(scores: list[float], owner: np.ndarray, units: int) -> Ratio:
     return Ratio(totals, np.bincount(owner, minlength=units).astype(np.float64))
 
 
+def scored_sentences(
+    per_text: list[list[list[str]]], limit: int | None
+) -> tuple[list[list[str]], np.ndarray]:
+    """The sentences BLEU and Self-BLEU score, and the sample each belongs to: all of them, or
+    the first ``limit`` taken round-robin (every sample's first sentence, then every sample's
+    second, ...), so that every sample contributes and two models' sets compare at one count
+    (Self-BLEU rises with the number of sentences). A set with fewer gives all it has."""
+    order = [(position, text) for text, ss in enumerate(per_text) for position in range(len(ss))]
+    if limit is not None and len(order) > limit:
+        kept = sorted(order)[:limit]  # by position first: round-robin over the samples
+        order = sorted(kept, key=lambda pt: (pt[1], pt[0]))  # back to reading order
+    chosen = [per_text[text][position] for position, text in order]
+    return chosen, np.array([text for _, text in order], dtype=np.int64)
+
+
 def bootstrap(
     stats: dict[str, Ratio], seed: int, replicates: int = BOOTSTRAP_REPLICATES
 ) -> dict[str, np.ndarray]:
@@ -124,25 +139,26 @@ def sample_metrics(
     reverse_lm: LSTMParams,
     seed: int,
     resample_seed: int,
+    bleu_sentences: int | None = None,
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Every quality and diversity measure of one set of samples [n, length] (token ids,
     padded after an end token), each continuing its row of ``context`` [n, >=1] (the prompt;
     ``<bos>`` first for independent sequences), with ``<m>_low``/``<m>_high``, the 95%
-    bootstrap interval of each curve metric; and those metrics' bootstrap replicates.
+    bootstrap interval of each curve metric; and those metrics' bootstrap replicates. BLEU
+    and Self-BLEU score ``bleu_sentences`` sentences (``scored_sentences``; None: all).
 
     The samples are resampled with ``resample_seed``; the reverse LM's test units with one
     stream of ``seed``, the same for every sample set, since they are the common yardstick.
     """
     vocab = real.vocab
     texts = vocab.decode_rows(samples)
-    per_text = [sentences(text) for text in texts]
-    generated = [s for ss in per_text for s in ss]
-    owner = np.repeat(np.arange(len(texts)), [len(ss) for ss in per_text])
+    generated, owner = scored_sentences([sentences(text) for text in texts], bleu_sentences)
     bleu = {n: real.references.sentence_scores(generated, n) for n in range(2, 6)}
     selfb = {n: self_bleu_scores(generated, n) for n in range(2, 6)}
     judged = lm_ratio(real.judge, context, samples, vocab.pad_id)
     reverse = reverse_lm_nll(samples, context, real.test, len(vocab), reverse_lm, seed)
     point = {
+        "bleu_sentences": len(generated),
         **{f"bleu_{n}": mean_score(bleu[n]) for n in range(2, 6)},
         **{f"self_bleu_{n}": mean_score(selfb[n]) for n in range(2, 6)},
         **{f"distinct_{n}": distinct_n(texts, n) for n in range(1, 5)},
@@ -279,7 +295,7 @@ def temperature_sweep(
         start = time.perf_counter()
         ids = sampler.generate(prompt_ids, p.num_samples, p.length, Decoding(temperature), seed + i)
         metrics, reps = sample_metrics(
-            ids, context, real, p.reverse_lm, seed, derive_seed(resample_seed, i)
+            ids, context, real, p.reverse_lm, seed, derive_seed(resample_seed, i), p.bleu_sentences
         )
         point = {"temperature": temperature, **metrics}
         points.append(point)

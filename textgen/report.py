@@ -19,6 +19,7 @@ METRICS: dict[str, tuple[str, bool | None]] = {
         f"bleu_{n}": (f"BLEU-{n} against the test split's sentences (quality)", True)
         for n in (2, 3, 4, 5)
     },
+    "bleu_sentences": ("lines BLEU and Self-BLEU score (`evaluate.bleu_sentences`)", None),
     **{
         f"self_bleu_{n}": (
             f"Self-BLEU-{n}, samples against each other (lower = more diverse)",
@@ -50,6 +51,7 @@ SWEEP_COLUMNS = {
     "temperature": "T",
     "bleu_4": "BLEU-4",
     "self_bleu_4": "Self-BLEU-4",
+    "bleu_sentences": "lines",
     "lm_score_nats": "LM score",
     "reverse_lm_nats": "reverse LM",
     "distinct_4": "distinct-4",
@@ -138,6 +140,42 @@ def render_report(
                     "",
                 ]
     return "\n".join(out)
+
+
+def describe_judge(
+    path: str, sizes: list[int], nll: float, contestants: dict[str, float], labels: dict[str, str]
+) -> str:
+    """The judge as the report names it: its file and LSTM sizes (read from the loaded model,
+    not from params, which could describe another model than the file evaluate read), and its
+    test NLL beside the contestants'; a judge weaker than a contestant is said to be one."""
+    shape = f"{len(sizes)} x {sizes[0]}" if len(set(sizes)) == 1 else " + ".join(map(str, sizes))
+    against = ", ".join(f"{labels[name]} {value:.3f}" for name, value in contestants.items())
+    text = (
+        f"the independent judge ({path}: {shape} LSTM, neither contestant; test NLL "
+        f"{nll:.3f} nats/token, against {against})"
+    )
+    weaker = [labels[name] for name, value in contestants.items() if nll > value]
+    if weaker:
+        text += (
+            f". The judge is weaker than {' and '.join(weaker)}: the LM score says how likely "
+            "a weaker model finds the samples (the `judge` section of params.yaml sizes it)"
+        )
+    return text
+
+
+def describe_horizon(adversarial: int, scored: int) -> str:
+    """How much of each scored sample the adversary shaped: the GAN is trained on
+    ``gan.seq_len``-token examples, the sweep scores ``evaluate.length``-token samples."""
+    text = (
+        f"Horizon: the GAN was trained adversarially on {adversarial}-token sequences "
+        f"(`gan.seq_len`); the sweep scores {scored}-token samples (`evaluate.length`)"
+    )
+    if scored <= adversarial:
+        return text + ", all within the horizon the discriminator judged."
+    return (
+        text + f": past token {adversarial}, the GAN generates beyond anything its "
+        f"discriminator judged ({1 - adversarial / scored:.0%} of each sample)."
+    )
 
 
 def figure_name(criterion: Criterion) -> str:
