@@ -31,7 +31,8 @@ def synthetic_run(seed: int, gap: float, noise: float = 0.002, replicates: int =
         m: {"nll_oracle": points[m][2]["nll_oracle"], "nll_test": points[m][2]["nll_test"]}
         for m in points
     }
-    return SeedRun(f"s-seed-{seed}", seed, points, reps, results)
+    params = {"seed": seed, "gan": {"steps": 10}}
+    return SeedRun(f"s-seed-{seed}", seed, points, reps, results, params)
 
 
 def gap_interval(runs: list[SeedRun]) -> tuple[float, float]:
@@ -107,6 +108,10 @@ def test_sweeps_at_other_temperatures_or_a_shared_seed_are_refused():
         pool([a, b], seed=0)
     with pytest.raises(UserError, match="share a training seed"):
         pool([a, synthetic_run(1, 0.0)], seed=0)
+    c = synthetic_run(3, 0.0)
+    c.params["gan"]["steps"] = 20
+    with pytest.raises(UserError, match=r"differ in gan\.steps \(20 vs 10\), not only in seed"):
+        pool([a, c], seed=0)
 
 
 def test_a_run_is_read_from_what_evaluate_writes_and_rendered_with_a_row_per_seed(tmp_path):
@@ -115,7 +120,7 @@ def test_a_run_is_read_from_what_evaluate_writes_and_rendered_with_a_row_per_see
         made = synthetic_run(seed, gap)
         folder = tmp_path / str(seed)
         (folder / "plots/sweep").mkdir(parents=True)
-        (folder / "params.yaml").write_text(f"seed: {seed}\n")
+        (folder / "params.yaml").write_text(f"seed: {seed}\ngan:\n  steps: 10\n")
         for model in ("lstm", "gan"):
             write_json(folder / f"plots/sweep/{model}.json", made.points[model])
         save_replicates(folder / "results/replicates", made.replicates)

@@ -56,6 +56,7 @@ class SeedRun:
     points: dict[str, list[dict[str, float]]]
     replicates: dict[str, Replicates]
     results: dict
+    params: dict  # its params.yaml: every run of a study must differ in `seed` alone
 
 
 def experiment_name(study: str, seed: int) -> str:
@@ -86,7 +87,7 @@ def read_run(
     paths relative to its pipeline's folder."""
     import yaml
 
-    seed = yaml.safe_load(read("params.yaml"))["seed"]
+    params = yaml.safe_load(read("params.yaml"))
     points = {m: json.loads(read(f"plots/sweep/{m}.json")) for m in MODELS}
     replicates: dict[str, Replicates] = {}
     for model in MODELS:
@@ -101,7 +102,7 @@ def read_run(
             for i in range(len(points[model]))
         ]
     results = json.loads(read("results/evaluate.json"))
-    return SeedRun(name, int(seed), points, replicates, results)
+    return SeedRun(name, int(params["seed"]), points, replicates, results, params)
 
 
 def _load_npy(data: bytes, path: str) -> np.ndarray:
@@ -175,9 +176,27 @@ def criteria_of(run: SeedRun) -> tuple[Criterion, ...]:
     return (ORACLE_CRITERION,) if "nll_oracle" in run.points["lstm"][0] else CRITERIA
 
 
+def _flat(params: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def _check_alike(runs: list[SeedRun]) -> None:
     first = runs[0]
+    base = {k: v for k, v in _flat(first.params).items() if k != "seed"}
     for run in runs[1:]:
+        other = {k: v for k, v in _flat(run.params).items() if k != "seed"}
+        differ = sorted(k for k in base.keys() | other.keys() if base.get(k) != other.get(k))
+        if differ:
+            raise UserError(
+                f"study: {run.name} and {first.name} differ in {differ[0]} "
+                f"({other.get(differ[0])!r} vs {base.get(differ[0])!r}), not only in seed"
+            )
         for model in MODELS:
             temps = [p["temperature"] for p in run.points[model]]
             if temps != [p["temperature"] for p in first.points[model]]:
