@@ -94,7 +94,9 @@ def test_pipeline_outputs_metrics_and_plots(team):
         assert keys <= metrics[name].keys(), name
         assert not TIMINGS & metrics[name].keys(), f"{name}: timings make hashes differ"
     evaluated = metrics["results/evaluate.json"]
-    assert set(evaluated) == {"lstm", "gan", "compare", "verdict", "horizon"}
+    assert set(evaluated) == {"lstm", "gan", "judge", "compare", "verdict", "horizon"}
+    # The judge's NLL of the same test split, beside the contestants', in the report too.
+    assert evaluated["judge"]["test_nll_nats"] > 0
     assert evaluated["horizon"] == {"adversarial_tokens": 16, "scored_tokens": 40}
     for model in ["lstm", "gan"]:
         assert metrics["results/evaluate.json"][model].keys() >= EVALUATE_KEYS
@@ -105,6 +107,8 @@ def test_pipeline_outputs_metrics_and_plots(team):
     report = (repo / "reports/report.md").read_text()
     assert "## Verdict" in report and "## Temperature sweep" in report
     assert "trained adversarially on 16-token sequences" in report
+    judge_nll = f"test NLL {evaluated['judge']['test_nll_nats']:.3f} nats/token" in report
+    assert judge_nll and f"the LSTM (MLE) {evaluated['lstm']['test_nll_nats']:.3f}" in report
     assert "scores 40-token samples" in report and "(60% of each sample)" in report
     for chart in ["quality_diversity_bleu.svg", "quality_diversity_lm.svg"]:
         assert f"]({chart})" in report, "the report links its charts"
