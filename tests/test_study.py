@@ -153,3 +153,19 @@ def test_a_replicates_file_that_is_not_an_array_is_named(tmp_path):
 
     with pytest.raises(UserError, match=r"results/replicates/lstm/x\.npy: not a replicates"):
         read_run("e", read, lambda folder: ["x.npy"])
+
+
+def test_a_queued_experiment_gets_the_corpus_that_git_ignores(tmp_path, monkeypatch):
+    from tests.repos import run
+    from textgen.study import _untracked_inputs
+
+    (tmp_path / "data/raw/mine").mkdir(parents=True)
+    (tmp_path / "data/raw/mine/a.txt").write_text("text")
+    (tmp_path / "data/raw/README.md").write_text("tracked")
+    (tmp_path / "data/raw/notes").mkdir()
+    (tmp_path / "data/raw/notes/n.txt").write_text("tracked too")
+    run("git init -q && git add data/raw/README.md data/raw/notes", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert _untracked_inputs() == ["data/raw/mine"]
+    monkeypatch.chdir(tmp_path / "data")  # no data/raw here (the oracle's folder, say)
+    assert _untracked_inputs() == []

@@ -63,13 +63,21 @@ def experiment_name(study: str, seed: int) -> str:
     return f"{study}-seed-{seed}"
 
 
+# The pipeline's input, ignored by Git (the built-in corpus, a user's text): a queued
+# experiment runs in a temporary copy of the repository that holds only what Git and DVC
+# track, so it is copied in (`dvc exp run --copy-paths`).
+RAW = Path("data/raw")
+
+
 def queue(study: str, seeds: list[int], overrides: list[str]) -> list[str]:
     """``dvc exp run --queue`` one experiment per seed, ``-S seed=S`` with the same
-    ``overrides``; returns their names."""
+    ``overrides`` (and what Git ignores under ``data/raw`` copied in); returns their names."""
     names = []
     for seed in seeds:
         name = experiment_name(study, seed)
         command = [sys.executable, "-m", "dvc", "exp", "run", "--queue", "-n", name]
+        for path in _untracked_inputs():
+            command += ["--copy-paths", path]
         for override in [f"seed={seed}", *overrides]:
             command += ["-S", override]
         done = subprocess.run(command, capture_output=True, text=True)
@@ -78,6 +86,22 @@ def queue(study: str, seeds: list[int], overrides: list[str]) -> list[str]:
             raise UserError(f"study: could not queue {name}: {detail}")
         names.append(name)
     return names
+
+
+def _untracked_inputs() -> list[str]:
+    """The entries of ``data/raw`` that hold no file Git tracks (the corpus itself; its
+    README is tracked, and so already in the copy)."""
+    if not RAW.is_dir():
+        return []
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--", str(RAW)], capture_output=True, text=True
+    ).stdout
+    tracked = [Path(f) for f in listed.split("\0") if f]
+    return [
+        str(entry)
+        for entry in sorted(RAW.iterdir())
+        if not any(f == entry or entry in f.parents for f in tracked)
+    ]
 
 
 def read_run(
