@@ -237,7 +237,7 @@ def _check_alike(runs: list[SeedRun]) -> None:
 
 
 def pool(
-    runs: list[SeedRun], seed: int, replicates: int | None = None
+    runs: list[SeedRun], seed: int
 ) -> tuple[dict[str, list[dict[str, float]]], dict[str, Replicates]]:
     """The seeds' mean sweep points per model, and the hierarchical bootstrap's replicates of
     them (module docstring): seeds drawn with replacement, then one of each drawn seed's own
@@ -246,7 +246,7 @@ def pool(
     _check_alike(runs)
     k = len(runs)
     within = min(len(next(iter(r.replicates["lstm"][0].values()))) for r in runs)
-    n = replicates or within
+    n = within  # as many pooled replicates as each seed has
     rng = np.random.default_rng(seed)
     which_seed = rng.integers(0, k, (n, k))
     which_replicate = rng.integers(0, within, (n, k))
