@@ -19,6 +19,7 @@ if Path(textgen.__file__).resolve().parent != ROOT / "textgen":
 
 import yaml  # noqa: E402
 
+from textgen.artifacts import LABELS, REPLICATES  # noqa: E402, F401  (the stages' names)
 from textgen.config import DeclaredParams, Params, load_params  # noqa: E402
 from textgen.errors import UserError, configure_logging  # noqa: E402
 
@@ -30,10 +31,6 @@ ORACLE = Path("models/oracle.keras")  # the synthetic benchmark's data source
 # The independent judge of sample quality (train_judge): neither contestant, so neither is
 # scored by itself.
 JUDGE = Path("models/judge.keras")
-# Each model's bootstrap replicates per sweep point (evaluate): what `python -m textgen study`
-# pools over several training seeds' experiments.
-REPLICATES = Path("results/replicates")
-LABELS = {"lstm": "the LSTM (MLE)", "gan": "the GAN"}  # how reports name the models
 DVC_YAML = Path("dvc.yaml")
 configure_logging()
 

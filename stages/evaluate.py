@@ -17,6 +17,7 @@ from textgen.artifacts import (
     load_tokens,
     load_vocab,
     read_jsonl,
+    read_text_size,
     save_replicates,
     write_json,
 )
@@ -43,8 +44,9 @@ from textgen.vocab import Vocabulary
 # held-out likelihood and the judge's, and per criterion the GAN's mean diversity gain at
 # equal quality with its 95% interval (above 0 throughout: the GAN is better; below: the LSTM).
 GAIN = ["gan_mean_diversity_gain", "gan_mean_diversity_gain_low", "gan_mean_diversity_gain_high"]
+LIKELIHOOD = ["test_nats_per_char", "test_bits_per_byte", "test_nll_nats", "test_bpc"]
 HEADLINE = [
-    *(f"{m}.{key}" for m in ("lstm", "gan", "judge") for key in ("test_nll_nats", "test_bpc")),
+    *(f"{m}.{key}" for m in ("lstm", "gan", "judge") for key in LIKELIHOOD),
     *(f"compare.{c.name}.{key}" for c in CRITERIA for key in GAIN),
 ]
 
@@ -63,6 +65,7 @@ def main() -> None:
         TokenSource.of(load_tokens(PREPARED / "train.npy", len(vocab))),
         TokenSource.of(load_tokens(PREPARED / "test.npy", len(vocab))),
         judge,
+        test_text := read_text_size(PREPARED / "stats.json", "test"),
     )
     # Every input read (and refused, if it must be) before any of the work.
     models, samples = {}, {}
@@ -87,7 +90,7 @@ def main() -> None:
                 derive_seed(resample_seed, 0, 0),
                 p.bleu_sentences,
             )
-            metrics[name] = {**likelihood_metrics(nll, prefix="test_"), **scores}
+            metrics[name] = {**likelihood_metrics(nll, "test_", test_text), **scores}
         except ValueError as err:  # too few samples for the reverse LM's batches
             raise UserError(
                 f"evaluate.reverse_lm: {err}; raise sample.num_samples and "
@@ -95,7 +98,8 @@ def main() -> None:
             ) from None
         m = metrics[name]
         print(
-            f"{name}: test {m['test_nll_nats']:.4f} nats/token, BLEU-4 {m['bleu_4']:.3f}, "
+            f"{name}: test {m.get('test_nats_per_char', float('nan')):.4f} nats/char "
+            f"{m['test_nll_nats']:.4f} nats/token, BLEU-4 {m['bleu_4']:.3f}, "
             f"Self-BLEU-4 {m['self_bleu_4']:.3f}, LM score {m['lm_score_nats']:.3f}, "
             f"reverse LM {m['reverse_lm_nats']:.3f}, longest copy {m['longest_copy_chars']:g}"
         )
@@ -106,7 +110,8 @@ def main() -> None:
 
     # The judge's own NLL of the same test split, beside the contestants': how strong the
     # model behind the LM score is.
-    metrics["judge"] = likelihood_metrics(heldout_nll(judge, real.test, p.batch_size), "test_")
+    judge_nll = heldout_nll(judge, real.test, p.batch_size)
+    metrics["judge"] = likelihood_metrics(judge_nll, "test_", test_text)
     lstm, gan = sweeps["lstm"], sweeps["gan"]
     replicates = (lstm.replicates, gan.replicates)
     comparisons = [

@@ -10,6 +10,7 @@ from textgen.artifacts import (
     atomic_dir,
     load_model,
     load_tokens,
+    read_text_size,
     save_keras,
     save_model,
     write_json,
@@ -18,13 +19,14 @@ from textgen.checkpoints import Checkpoint, checkpoint_dir
 from textgen.discriminator import build_discriminator
 from textgen.errors import UserError, exit_on_user_error
 from textgen.gan import Conditions, GANMonitor, build_gan, fit_gan
+from textgen.metrics import likelihood_metrics
 from textgen.model import float32_copy
 from textgen.seeding import seed_everything
 from textgen.sources import TokenSource
 from textgen.tracking import write_results, write_step_curves
 
 # metrics/; the rest in results/
-HEADLINE = ["d_accuracy_real", "d_accuracy_fake", "val_nll_nats"]
+HEADLINE = ["val_nats_per_char", "d_accuracy_real", "d_accuracy_fake", "val_nll_nats"]
 
 
 def main() -> None:
@@ -78,6 +80,12 @@ def main() -> None:
         save_keras(discriminator, tmp / "discriminator.keras")
     final = monitor.history[-1]
     scores = {k: v for k, v in final.items() if k not in {"step", "d_loss", "g_loss", "beta"}}
+    # Per character too (the val split's tokens per character), where the tokens are text.
+    text = read_text_size(PREPARED / "stats.json", "val")
+    likelihood = likelihood_metrics(final["val_nll_nats"], "val_", text)
+    scores = {
+        k: likelihood[k] for k in ("val_nats_per_char", "val_bits_per_byte") if k in likelihood
+    } | scores
     write_results("gan", {**scores, "steps": p.steps}, HEADLINE)
     with atomic_dir("dvclive/train_gan") as tmp:
         write_step_curves(tmp, monitor.history)

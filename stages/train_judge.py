@@ -10,7 +10,7 @@ from pathlib import Path
 
 from _common import JUDGE, PREPARED, stage_params
 
-from textgen.artifacts import load_tokens, load_vocab, save_model
+from textgen.artifacts import load_tokens, load_vocab, read_text_size, save_model
 from textgen.checkpoints import checkpoint_dir
 from textgen.distribute import is_chief, stage_strategy
 from textgen.errors import exit_on_user_error
@@ -21,7 +21,7 @@ from textgen.sources import TokenSource
 from textgen.tracking import write_results
 from textgen.training import train_language_model
 
-HEADLINE = ["val_nll_nats"]  # metrics/; the rest in results/
+HEADLINE = ["val_nats_per_char", "val_nll_nats"]  # metrics/; the rest in results/
 
 
 def main() -> None:
@@ -46,9 +46,9 @@ def main() -> None:
         return
     val_nll = heldout_nll(model, val, p.eval_batch_size)
     save_model(model, vocab, JUDGE)
-    write_results(
-        "judge", {**likelihood_metrics(val_nll, prefix="val_"), "epochs": result.epochs}, HEADLINE
-    )
+    text = read_text_size(PREPARED / "stats.json", "val")
+    metrics = {**likelihood_metrics(val_nll, "val_", text), "epochs": result.epochs}
+    write_results("judge", metrics, HEADLINE)
     shutil.rmtree(run_dir, ignore_errors=True)  # only now: a kill before resumes at the end
     print(
         f"judge: validation {val_nll:.4f} nats/token after {result.epochs} epoch(s), "

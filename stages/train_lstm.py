@@ -5,7 +5,14 @@ from pathlib import Path
 
 from _common import MODELS, PREPARED, stage_params
 
-from textgen.artifacts import atomic_dir, load_tokens, load_vocab, save_model, write_json
+from textgen.artifacts import (
+    atomic_dir,
+    load_tokens,
+    load_vocab,
+    read_text_size,
+    save_model,
+    write_json,
+)
 from textgen.checkpoints import checkpoint_dir
 from textgen.distribute import is_chief, stage_strategy
 from textgen.errors import exit_on_user_error
@@ -16,7 +23,8 @@ from textgen.sources import TokenSource
 from textgen.tracking import write_epoch_curves, write_results
 from textgen.training import train_language_model
 
-HEADLINE = ["val_nll_nats", "val_bpc"]  # metrics/; the rest in results/
+# metrics/ (per character first: it compares across tokenizers); the rest in results/
+HEADLINE = ["val_nats_per_char", "val_bits_per_byte", "val_nll_nats", "val_bpc"]
 
 
 def main() -> None:
@@ -45,7 +53,7 @@ def main() -> None:
 
     val_nll = heldout_nll(model, val, p.eval_batch_size)
     metrics = {
-        **likelihood_metrics(val_nll, prefix="val_"),
+        **likelihood_metrics(val_nll, "val_", read_text_size(PREPARED / "stats.json", "val")),
         "epochs": result.epochs,
         "steps": result.steps,
         "parameters": model.count_params(),
@@ -58,8 +66,11 @@ def main() -> None:
     # Wall-clock figures differ run to run: kept out of the hashed outputs.
     timings = {"train_seconds": result.seconds, "train_tokens_per_s": result.tokens_per_s}
     write_json("timings/train_lstm.json", {k: round(v, 1) for k, v in timings.items()})
+    per_char = (
+        f"{metrics['val_nats_per_char']:.4f} nats/char, " if "val_nats_per_char" in metrics else ""
+    )
     print(
-        f"validation: {metrics['val_nll_nats']:.4f} nats/token, "
+        f"validation: {per_char}{metrics['val_nll_nats']:.4f} nats/token, "
         f"{metrics['val_bpc']:.4f} bits/token, "
         f"perplexity {metrics['val_perplexity']:.2f} after {result.epochs} epoch(s), "
         f"{result.seconds:.0f} s, {result.tokens_per_s:,.0f} tokens/s"

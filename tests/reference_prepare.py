@@ -116,11 +116,17 @@ class PreparedCorpus:
     val: np.ndarray
     test: np.ndarray
     dropped_lines: int = 0
+    texts: tuple[str, str, str] = ("", "", "")  # what each split's tokens encode
 
     def metrics(self) -> dict[str, float | int]:
+        names = ("train", "val", "test")
         out: dict[str, float | int] = {
-            f"{name}_tokens": len(real_tokens(getattr(self, name), self.vocab))
-            for name in ("train", "val", "test")
+            f"{name}_tokens": len(real_tokens(getattr(self, name), self.vocab)) for name in names
+        }
+        out |= {f"{name}_characters": len(t) for name, t in zip(names, self.texts, strict=True)}
+        out |= {
+            f"{name}_bytes": len(t.encode("utf-8"))
+            for name, t in zip(names, self.texts, strict=True)
         }
         if self.train.ndim == 2:
             out |= {
@@ -177,7 +183,8 @@ def prepare_corpus(
     if unit == "stream":
         train, val, test = split_corpus(docs, val_fraction, test_fraction, per_file)
         vocab = Vocabulary.build([train], tokenizer, lowercase, max_size=max_vocab)
-        return PreparedCorpus(vocab, vocab.encode(train), vocab.encode(val), vocab.encode(test))
+        ids = [vocab.encode(text) for text in (train, val, test)]
+        return PreparedCorpus(vocab, *ids, texts=(train, val, test))
     splits = split_lines(docs, val_fraction, test_fraction, per_file)
     vocab = Vocabulary.build(splits[0], tokenizer, lowercase, lines=True, max_size=max_vocab)
     encoded = [encode_lines(vocab, lines, max_len) for lines in splits]
@@ -187,4 +194,9 @@ def prepare_corpus(
                 f"data.max_len: every {name} line is longer than {max_len} tokens; raise it"
             )
     (train_rows, d1), (val_rows, d2), (test_rows, d3) = encoded
-    return PreparedCorpus(vocab, train_rows, val_rows, test_rows, d1 + d2 + d3)
+    # A kept line's text and its end (counted as its line break).
+    texts = tuple(
+        "".join(line + "\n" for line in lines if len(vocab.encode(line)) <= max_len)
+        for lines in splits
+    )
+    return PreparedCorpus(vocab, train_rows, val_rows, test_rows, d1 + d2 + d3, texts)

@@ -79,6 +79,8 @@ TINY_PARAMS = merged(
     },
 )
 
+SPLITS = ("train", "val", "test")
+PER_CHARACTER = {"val_nats_per_char", "val_bits_per_byte"}  # what compares across tokenizers
 # Every figure of a stage, in results/<stage>.json (metrics/<stage>.json: the headline).
 METRIC_KEYS = {
     "results/prepare.json": {
@@ -88,10 +90,15 @@ METRIC_KEYS = {
         "vocab_size",
         "unk_rate_val",
         "unk_rate_test",
+        *(f"{split}_{size}" for split in SPLITS for size in ("characters", "bytes")),
     },
-    "results/judge.json": {"val_nll_nats", "val_bpc", "val_perplexity", "epochs"},
-    "results/lstm.json": {"val_nll_nats", "val_bpc", "val_perplexity", "epochs", "parameters"},
+    "results/judge.json": {*PER_CHARACTER, "val_nll_nats", "val_bpc", "val_perplexity", "epochs"},
+    "results/lstm.json": {
+        *PER_CHARACTER,
+        *("val_nll_nats", "val_bpc", "val_perplexity", "epochs", "parameters"),
+    },
     "results/gan.json": {
+        *PER_CHARACTER,
         "d_accuracy_real",
         "d_accuracy_fake",
         "d_accuracy_fake_hard",
@@ -109,6 +116,10 @@ EVALUATE_KEYS = {
     "longest_copy_chars",
     "novelty_4",
     "ms_jaccard_4",
+    "test_nats_per_char",
+    "test_bits_per_byte",
+    "lm_score_nats_per_char",
+    "reverse_lm_nats_per_char",
     "test_nll_nats",
     "test_bpc",
     "test_perplexity",

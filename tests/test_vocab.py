@@ -61,8 +61,8 @@ def test_each_kind_has_its_tokenizer_and_both_survive_json(tmp_path):
 
 
 def test_unknown_kinds_and_misplaced_specials_are_one_line_errors():
-    with pytest.raises(UserError, match="unsupported kind 'bpe'"):
-        Vocabulary.from_json({"kind": "bpe", "tokens": ["a"]})
+    with pytest.raises(UserError, match="unsupported kind 'syllable'"):
+        Vocabulary.from_json({"kind": "syllable", "tokens": ["a"]})
     with pytest.raises(UserError, match="special tokens must come first"):
         Vocabulary.from_json(
             {"kind": "char", "tokens": ["a", "<unk>"], "special_tokens": {"unk": 1}}

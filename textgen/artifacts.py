@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from textgen.errors import UserError
-from textgen.vocab import Vocabulary
+from textgen.vocab import TextSize, Vocabulary
 
 if TYPE_CHECKING:  # TensorFlow is imported where a model is loaded: prepare runs without it
     from textgen.backend import keras
@@ -26,6 +26,12 @@ if TYPE_CHECKING:  # TensorFlow is imported where a model is loaded: prepare run
 # Temporaries are named `.<final name>.tmp-<random>` beside their final path, so that
 # .gitignore and .dvcignore can skip any that a kill leaves behind (pattern `.*.tmp-*`).
 TMP_MARK = ".tmp-"
+
+
+# The two contestants, as reports name them, and where evaluate keeps each one's bootstrap
+# replicates per sweep point (<model>/<metric>.npy): what `python -m textgen study` pools.
+LABELS = {"lstm": "the LSTM (MLE)", "gan": "the GAN"}
+REPLICATES = Path("results/replicates")
 
 
 @functools.cache
@@ -133,6 +139,16 @@ def read_json(path: str | Path) -> dict:
         raise UserError(f"{path}: not found (run `dvc repro` to make it)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise UserError(f"{path}: not valid JSON ({err})") from None
+
+
+def read_text_size(stats: str | Path, split: str) -> TextSize | None:
+    """How much text a split's tokens encode (``prepare``'s statistics), or None where its
+    tokens are not text (the oracle's synthetic data)."""
+    data = read_json(stats)
+    keys = [f"{split}_tokens", f"{split}_characters", f"{split}_bytes"]
+    if not all(isinstance(data.get(k), int) for k in keys):
+        return None
+    return TextSize(*(data[k] for k in keys))
 
 
 def read_jsonl(path: str | Path) -> list[dict]:

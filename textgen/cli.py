@@ -74,10 +74,17 @@ def _parser() -> argparse.ArgumentParser:
         "are ever replaced or removed). When the folder is already complete, nothing is fetched.",
     )
     fetch.add_argument(
+        "--corpus",
+        choices=["shakespeare", "korean"],
+        default="shakespeare",
+        help="shakespeare (the default run's), or korean: Korean laws and bills, 65,000 "
+        "characters, for the tokenizers' comparison (docs/korean.md)",
+    )
+    fetch.add_argument(
         "--dest",
         type=Path,
-        default=BUILTIN_DEST,
-        help=f"a folder of its own for the corpus (default: {BUILTIN_DEST})",
+        help=f"a folder of its own for the corpus (default: {BUILTIN_DEST}, or "
+        "data/raw/korean with --corpus korean)",
     )
     fetch.add_argument(
         "--params",
@@ -134,18 +141,22 @@ def _run(args: argparse.Namespace) -> None:
 
     if args.command == "fetch-corpus":
         from textgen.config import load_params
-        from textgen.datasets import install_builtin
+        from textgen.datasets import KOREAN, SHAKESPEARE, install_builtin
 
-        if args.params.is_file():
-            corpus = Path(load_params(args.params).data.corpus)
-            if not corpus.is_relative_to(args.dest):
-                print(f"data.corpus is {corpus}, not the built-in corpus: nothing to fetch")
-                return
+        if args.corpus == "korean":  # asked for by name: always installed
+            corpus, dest = KOREAN, args.dest or Path("data/raw/korean")
+        else:
+            corpus, dest = SHAKESPEARE, args.dest or BUILTIN_DEST
+            if args.params.is_file():
+                used = Path(load_params(args.params).data.corpus)
+                if not used.is_relative_to(dest):
+                    print(f"data.corpus is {used}, not the built-in corpus: nothing to fetch")
+                    return
         try:
-            dest = install_builtin(args.dest)
+            dest = install_builtin(dest, corpus=corpus)
         except OSError as err:  # a folder it cannot write, a full disk: the user can fix those
             raise UserError(f"fetch-corpus: {err}") from None
-        print(f"built-in corpus ready in {dest}")
+        print(f"{corpus.name} corpus ready in {dest}")
         return
 
     if args.command == "export":

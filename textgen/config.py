@@ -65,7 +65,7 @@ class DataParams(_Section):
     val_fraction: Fraction
     test_fraction: Fraction
     unit: Literal["stream", "line"]
-    tokenizer: Literal["char", "word"]
+    tokenizer: Literal["char", "jamo", "byte", "bpe", "word"]
     max_vocab: Annotated[Int, Field(ge=2)] | None
     max_len: PositiveInt
 
@@ -73,6 +73,24 @@ class DataParams(_Section):
     def _leaves_training_data(self) -> DataParams:
         if self.val_fraction + self.test_fraction >= 0.5:
             raise ValueError("data.val_fraction + data.test_fraction must be below 0.5")
+        return self
+
+    @model_validator(mode="after")
+    def _holds_the_bytes(self) -> DataParams:
+        # byte and bpe represent every text by its 256 bytes: the vocabulary holds them all.
+        specials = 4 if self.unit == "line" else 1  # vocab.specials_for: <pad> <unk> <bos> <eos>
+        least = 256 + specials
+        what = f"the 256 bytes and {specials} special token(s)"
+        if self.tokenizer == "bpe" and (self.max_vocab is None or self.max_vocab < least):
+            raise ValueError(
+                f"data.max_vocab: the bpe tokenizer learns a vocabulary of this size, at least "
+                f"{least} ({what}); got {self.max_vocab}"
+            )
+        if self.tokenizer == "byte" and self.max_vocab is not None and self.max_vocab < least:
+            raise ValueError(
+                f"data.max_vocab: the byte tokenizer's vocabulary is {what}, {least} in all; "
+                f"set null or at least {least}, got {self.max_vocab}"
+            )
         return self
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from textgen.artifacts import TokenWriter
 from textgen.errors import UserError
-from textgen.vocab import TOKENIZERS, Vocabulary
+from textgen.vocab import CHARACTER_KINDS, TOKENIZERS, Vocabulary, has_hangul
 
 log = logging.getLogger(__name__)
 
@@ -152,12 +152,20 @@ def _nonblank_lines(blocks: Iterable[str]) -> Iterator[str]:
 def encode_lines(vocab: Vocabulary, lines: list[str], max_len: int) -> tuple[np.ndarray, int]:
     """Rows [n, max_len + 2] of ``<bos> ids <eos> <pad>...``; lines longer than ``max_len``
     tokens are dropped (their count is returned too)."""
-    encoded = [vocab.encode(line) for line in lines]
-    kept = [ids for ids in encoded if len(ids) <= max_len]
+    rows, kept = _encode_kept_lines(vocab, lines, max_len)
+    return rows, len(lines) - len(kept)
+
+
+def _encode_kept_lines(
+    vocab: Vocabulary, lines: list[str], max_len: int
+) -> tuple[np.ndarray, list[str]]:
+    """``encode_lines``' rows, and the lines they hold."""
+    encoded = [(line, vocab.encode(line)) for line in lines]
+    kept = [(line, ids) for line, ids in encoded if len(ids) <= max_len]
     rows = np.full((len(kept), max_len + 2), vocab.pad_id, dtype=np.int32)
-    for row, ids in zip(rows, kept, strict=True):
+    for row, (_, ids) in zip(rows, kept, strict=True):
         row[0], row[1 : len(ids) + 1], row[len(ids) + 1] = vocab.bos_id, ids, vocab.eos_id
-    return rows, len(encoded) - len(kept)
+    return rows, [line for line, _ in kept]
 
 
 def real_tokens(ids: np.ndarray, vocab: Vocabulary) -> np.ndarray:
@@ -253,15 +261,18 @@ def _stream_pieces(
     progress: _Progress,
 ) -> Iterator[tuple[int, str]]:
     """(split index, text) of the three streams, handed on at token boundaries: a word may
-    run from one file's piece into the next one's, as it did when the pieces were one string."""
+    run from one file's piece into the next one's, as it did when the pieces were one string.
+    Characters, jamo and bytes end anywhere; a byte-level BPE word starts at its space."""
     pieces = _file_pieces(files, lowercase, cuts, progress)
-    if tokenizer == "char":
+    if tokenizer in (*CHARACTER_KINDS, "byte"):
         yield from pieces
         return
     pending = ["", "", ""]
     for s, text in pieces:
         text = pending[s] + text
         cut = _after_last_space(text)
+        if tokenizer == "bpe":
+            cut = max(cut - 1, 0)  # before the space: the word after it carries it
         pending[s] = text[cut:]
         if cut:
             yield s, text[:cut]
@@ -269,23 +280,32 @@ def _stream_pieces(
 
 
 class _TokenCounts:
-    """Token counts of text seen piece by piece: characters by code point in one array (a
-    Counter per character would cost a Python step per character), words in a Counter."""
+    """Token counts of text seen piece by piece: characters (or jamo) by code point in one
+    array (a Counter per character would cost a Python step per character), words in a
+    Counter; bytes need none (all 256 are in every byte vocabulary)."""
 
     def __init__(self, tokenizer: str):
-        self.split = TOKENIZERS[tokenizer].split
-        self.chars = np.zeros(0x110000, np.int64) if tokenizer == "char" else None
+        self.kind, self.split = tokenizer, TOKENIZERS[tokenizer].split
+        character = tokenizer in CHARACTER_KINDS
+        self.chars = np.zeros(0x110000, np.int64) if character else None
+        self.symbols = TOKENIZERS[tokenizer].symbols if character else None
         self.words: Counter[str] = Counter()
 
     def add(self, text: str) -> None:
-        if self.chars is None:
+        if self.kind == "byte":
+            return
+        if self.symbols is None:
             self.words.update(self.split(text))
         else:
-            points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+            points = np.frombuffer(self.symbols(text).encode("utf-32-le"), dtype=np.uint32)
             self.chars += np.bincount(points, minlength=len(self.chars))
 
     def length(self, text: str) -> int:
-        return len(text) if self.chars is not None else len(self.split(text))
+        if self.kind == "byte":
+            return len(text.encode("utf-8"))
+        if self.symbols is not None:
+            return len(self.symbols(text))
+        return len(self.split(text))
 
     def join(self, lines: list[str]) -> str:
         """Lines as one text with the same tokens: no token spans a space, and a space is none."""
@@ -376,20 +396,47 @@ def prepare_files(
         )
 
     # Pass 2: the training split's token counts (the vocabulary) and every split's length.
+    # A subword model is learned first, from the training split alone (one more pass): only
+    # then are the lengths known.
+    counts: _TokenCounts | None = None
+    if tokenizer == "bpe":
+        progress = _Progress("learning subwords", total_bytes)
+        if lines:
+            train = (
+                x
+                for s, part in _line_pieces(files, lowercase, cuts, progress)
+                if s == 0
+                for x in part
+            )
+        else:
+            pieces = _stream_pieces(files, lowercase, cuts, tokenizer, progress)
+            train = (text for s, text in pieces if s == 0)
+        vocab = Vocabulary.learn_bpe(train, lowercase, lines, max_vocab)
+
+        def length(text: str) -> int:
+            return len(vocab.encode(text))
+    else:
+        counts = _TokenCounts(tokenizer)
+        length = counts.length
     progress = _Progress("counting", total_bytes)
-    counts = _TokenCounts(tokenizer)
     lengths = [0, 0, 0]  # tokens of streams; kept rows of lines
     if lines:
         for s, part in _line_pieces(files, lowercase, cuts, progress):
-            if s == 0:
+            if s == 0 and counts is not None:
                 counts.add(counts.join(part))
-            lengths[s] += sum(counts.length(line) <= max_len for line in part)
+            lengths[s] += sum(length(line) <= max_len for line in part)
     else:
         for s, text in _stream_pieces(files, lowercase, cuts, tokenizer, progress):
-            lengths[s] += counts.length(text)
-            if s == 0:
+            lengths[s] += length(text)
+            if s == 0 and counts is not None:
                 counts.add(text)
-    vocab = Vocabulary.from_counts(counts.counter(), tokenizer, lowercase, lines, max_vocab)
+    if counts is not None:
+        vocab = Vocabulary.from_counts(counts.counter(), tokenizer, lowercase, lines, max_vocab)
+    if tokenizer == "jamo" and not any(has_hangul(t) for t in vocab.tokens):
+        log.warning(
+            "data.tokenizer: jamo, but the training split has no Hangul: the tokens are "
+            "characters, as with char"
+        )
     for s, name in enumerate(SPLITS):
         if lines and lengths[s] == 0:
             raise UserError(
@@ -400,6 +447,9 @@ def prepare_files(
     progress = _Progress("encoding", total_bytes)
     shapes = [(n, max_len + 2) if lines else (n,) for n in lengths]
     real, unknown, dropped = [0, 0, 0], [0, 0, 0], 0
+    # What the tokens encode, in characters and UTF-8 bytes (a line's end counts as its line
+    # break): per-character likelihoods compare across tokenizers.
+    chars, nbytes = [0, 0, 0], [0, 0, 0]
     with contextlib.ExitStack() as stack:
         writers = [
             stack.enter_context(TokenWriter(out / f"{name}.npy", shape))
@@ -407,9 +457,11 @@ def prepare_files(
         ]
         if lines:
             for s, part in _line_pieces(files, lowercase, cuts, progress):
-                rows, n_dropped = encode_lines(vocab, part, max_len)
+                rows, kept = _encode_kept_lines(vocab, part, max_len)
                 writers[s].write(rows)
-                dropped += n_dropped
+                dropped += len(part) - len(kept)
+                chars[s] += sum(len(line) + 1 for line in kept)
+                nbytes[s] += sum(len(line.encode("utf-8")) + 1 for line in kept)
                 tokens = real_tokens(rows, vocab)
                 real[s] += len(tokens)
                 unknown[s] += int(np.count_nonzero(tokens == vocab.unk_id))
@@ -418,9 +470,13 @@ def prepare_files(
                 ids = vocab.encode(text)
                 writers[s].write(ids)
                 real[s] += len(ids)
+                chars[s] += len(text)
+                nbytes[s] += len(text.encode("utf-8"))
                 unknown[s] += int(np.count_nonzero(ids == vocab.unk_id))
 
     metrics: dict[str, float | int] = {f"{n}_tokens": real[s] for s, n in enumerate(SPLITS)}
+    metrics |= {f"{n}_characters": chars[s] for s, n in enumerate(SPLITS)}
+    metrics |= {f"{n}_bytes": nbytes[s] for s, n in enumerate(SPLITS)}
     if lines:
         metrics |= {f"{n}_sequences": lengths[s] for s, n in enumerate(SPLITS)}
         metrics["dropped_long_lines"] = dropped

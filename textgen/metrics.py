@@ -11,12 +11,23 @@ from collections.abc import Iterable
 import numpy as np
 from pydivsufsort import divsufsort, sa_search
 
+from textgen.vocab import TextSize
+
 _WORD = re.compile(r"\w+|[^\w\s]")
 
 
-def likelihood_metrics(nll_nats: float, prefix: str = "") -> dict[str, float]:
-    """Mean per-character NLL in nats, with the same figure as bits per character and perplexity."""
-    return {
+def likelihood_metrics(
+    nll_nats: float, prefix: str = "", text: TextSize | None = None
+) -> dict[str, float]:
+    """Mean per-token NLL in nats, with the same figure as bits per token (``bpc``: bits per
+    character for character tokens) and perplexity; with ``text``, first the same NLL per
+    character of the text (nats) and per UTF-8 byte (bits), whatever the tokens are."""
+    out = {}
+    if text is not None and text.characters and text.bytes:
+        total = nll_nats * text.tokens
+        out[f"{prefix}nats_per_char"] = total / text.characters
+        out[f"{prefix}bits_per_byte"] = total / text.bytes / math.log(2)
+    return out | {
         f"{prefix}nll_nats": nll_nats,
         f"{prefix}bpc": nll_nats / math.log(2),
         f"{prefix}perplexity": math.exp(nll_nats),

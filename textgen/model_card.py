@@ -48,6 +48,7 @@ def _front_matter(f: CardFacts) -> dict:
     results = [
         {"type": kind, "name": label, "value": round(f.figures[key], 4)}
         for key, kind, label in [
+            ("test_nats_per_char", "nll", "held-out NLL (nats/character)"),
             ("test_nll_nats", "nll", "held-out NLL (nats/token)"),
             ("test_bpc", "bpc", "bits per token"),
             ("bleu_4", "bleu", "BLEU-4 against the test split"),
@@ -121,7 +122,9 @@ def render_card(f: CardFacts) -> str:
         "|---|---:|",
     ]
     rows = [
+        ("validation NLL, nats/character (training stage)", f.validation.get("val_nats_per_char")),
         ("validation NLL, nats/token (training stage)", f.validation.get("val_nll_nats")),
+        ("test NLL, nats/character", fig.get("test_nats_per_char")),
         ("test NLL, nats/token", fig.get("test_nll_nats")),
         ("test bits per token", fig.get("test_bpc")),
         ("test perplexity", fig.get("test_perplexity")),

@@ -11,9 +11,13 @@ from textgen.evaluation import BOOTSTRAP_REPLICATES, Sweep
 from textgen.figures import sweep_chart, write_svg
 
 # metric -> (what it measures, whether higher is better); None: no better direction.
+# Per-character figures first: they compare across tokenizers (a run whose tokens are not text,
+# the oracle's, has none: their rows are left out).
 METRICS: dict[str, tuple[str, bool | None]] = {
+    "test_nats_per_char": ("held-out NLL, nats per character of the test text", False),
+    "test_bits_per_byte": ("the same in bits per UTF-8 byte", False),
     "test_nll_nats": ("held-out NLL, nats per token (test split)", False),
-    "test_bpc": ("the same in bits per character", False),
+    "test_bpc": ("the same in bits per token (per character with `char` tokens)", False),
     "test_perplexity": ("the same as perplexity", False),
     **{
         f"bleu_{n}": (f"BLEU-{n} against the test split's sentences (quality)", True)
@@ -45,6 +49,8 @@ METRICS: dict[str, tuple[str, bool | None]] = {
         "NLL of the test split under an LM trained on the samples (coverage)",
         False,
     ),
+    "lm_score_nats_per_char": ("the LM score per character of the samples' text", False),
+    "reverse_lm_nats_per_char": ("the reverse LM score per character of the test text", False),
 }
 
 SWEEP_COLUMNS = {
@@ -102,6 +108,8 @@ def render_report(
         f"|---|{'---:|' * len(names)}---|---|",
     ]
     for key, (meaning, higher) in METRICS.items():
+        if any(key not in metrics[n] for n in names):
+            continue
         values = [metrics[n][key] for n in names]
         best = ""
         if higher is not None and len(set(values)) > 1:
@@ -259,7 +267,8 @@ INTERVALS = (
     "both models reach (curves that cross, or a gap within the noise anywhere, name no "
     "winner: the regions where each is better are given instead). The intervals cover "
     "sampling noise only: each model is one training run (one seed), so the noise of "
-    "retraining is not in them. Dominance is descriptive: an exact comparison of the point "
+    "retraining is not in them; `python -m textgen study` pools several seeds' runs "
+    "(docs/evaluation.md). Dominance is descriptive: an exact comparison of the point "
     "curves, without noise."
 )
 

@@ -729,7 +729,8 @@ def stream_texts(
                 start = len(vocab.decode(rows[i][:min_length]))
                 cut = cut_at_stop(text, stop, start)
                 over[i] = len(cut) < len(text) or (vocab.eos_id is not None and vocab.eos_id in row)
-                texts[i] = cut if over[i] else text[: _settled(text, stop, start)]
+                settled = min(_settled(text, stop, start), vocab.settled(text))
+                texts[i] = cut if over[i] else text[:settled]
             yield list(texts), steps
             if all(over):
                 return

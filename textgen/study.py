@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from textgen.artifacts import LABELS, REPLICATES
 from textgen.comparison import (
     CRITERIA,
     ORACLE_CRITERION,
@@ -41,9 +42,7 @@ from textgen.comparison import (
 )
 from textgen.errors import UserError
 
-MODELS = ("lstm", "gan")
-LABELS = {"lstm": "the LSTM (MLE)", "gan": "the GAN"}
-REPLICATES = "results/replicates"  # what evaluate writes: <model>/<metric>.npy [points, replicates]
+MODELS = tuple(LABELS)
 
 
 @dataclass(frozen=True)
