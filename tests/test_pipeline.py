@@ -169,10 +169,9 @@ def test_korean_jamo_stream_end_to_end_without_retracing(tmp_path):
     vocab = json.loads((repo / "data/prepared/vocab.json").read_text(encoding="utf-8"))
     assert "\u110c" in vocab["tokens"] and "줄" not in vocab["tokens"]  # ᄌ, not the syllable
     sample = json.loads((repo / "samples/gan.jsonl").open(encoding="utf-8").readline())
-    assert sample["text"].startswith("로미오")
-    assert any("\uac00" <= ch <= "\ud7a3" for ch in sample["text"][3:])  # syllables again
+    assert any("\uac00" <= ch <= "\ud7a3" for ch in sample["text"])  # syllables again
     stats = json.loads((repo / "data/prepared/stats.json").read_text())
-    assert 2 < stats["test_tokens"] / stats["test_characters"] < 3
+    assert 1.5 < stats["test_tokens"] / stats["test_characters"] < 3  # spaces: one token each
     assert read_metrics(repo)["results/evaluate.json"]["gan"].keys() >= EVALUATE_KEYS
 
 
