@@ -108,6 +108,11 @@ def test_jsonl_round_trip_keeps_unicode(tmp_path):
     write_jsonl(tmp_path / "s.jsonl", records)
     assert read_jsonl(tmp_path / "s.jsonl") == records
     assert "로미오" in (tmp_path / "s.jsonl").read_text(encoding="utf-8")
+    # Characters str.splitlines cuts at, which a byte or BPE model may write (they stay raw
+    # in the file): the records still read back whole.
+    odd = [{"text": f"a{c}b", "i": i} for i, c in enumerate("\u2028\u2029\x85\x1c\x1d\x1e\x0b\x0c")]
+    write_jsonl(tmp_path / "odd.jsonl", odd)
+    assert read_jsonl(tmp_path / "odd.jsonl") == odd
     (tmp_path / "bad.jsonl").write_text('{"a": 1}\n{oops\n')
     with pytest.raises(UserError, match=r"bad.jsonl:2: not valid JSON"):
         read_jsonl(tmp_path / "bad.jsonl")

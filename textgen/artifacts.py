@@ -156,7 +156,9 @@ def read_jsonl(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise UserError(f"{path}: file not found")
     records = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    # Lines end at "\n" only: str.splitlines would also cut at U+2028, U+0085 or \x1c, which
+    # json.dumps leaves unescaped inside strings (a byte or BPE model may well write them).
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):
         if line.strip():
             try:
                 records.append(json.loads(line))
