@@ -41,6 +41,21 @@ def model():
     return net
 
 
+@pytest.fixture(scope="module")
+def sampler_for(model):
+    """The module model's Sampler for (never, eos_id), made once: each traces its functions
+    once, and every test that samples with the same settings reuses them (as the page does)."""
+    made = {}
+
+    def get(never=(), eos_id=None) -> Sampler:
+        key = (tuple(never), eos_id)
+        if key not in made:
+            made[key] = Sampler(model, never=list(never), eos_id=eos_id)
+        return made[key]
+
+    return get
+
+
 def _greedy_reference(model, prompt, length):
     """Slow but obviously right: re-run the whole sequence each step, take the argmax."""
     seq = list(prompt)
@@ -61,16 +76,16 @@ def test_filter_logits_top_k_and_top_p():
 
 
 @pytest.mark.parametrize("temperature", [0.0, 1e-5])
-def test_temperature_near_zero_is_argmax(model, temperature):
+def test_temperature_near_zero_is_argmax(sampler_for, model, temperature):
     prompt = np.array([1, 5, 7], np.int32)
-    out = Sampler(model).generate(prompt, 3, 12, Decoding(temperature=temperature), seed=4)
+    out = sampler_for().generate(prompt, 3, 12, Decoding(temperature=temperature), seed=4)
     expected = _greedy_reference(model, prompt, 12)
     for row in out:
         assert row.tolist() == expected
 
 
-def test_same_seed_same_samples_other_seed_differs(model):
-    sampler = Sampler(model)
+def test_same_seed_same_samples_other_seed_differs(sampler_for):
+    sampler = sampler_for()
     prompt = np.array([2], np.int32)
     a = sampler.generate(prompt, 4, 30, Decoding(temperature=1.0), seed=11)
     b = sampler.generate(prompt, 4, 30, Decoding(temperature=1.0), seed=11)
@@ -80,10 +95,10 @@ def test_same_seed_same_samples_other_seed_differs(model):
     assert len({tuple(r) for r in a}) > 1, "rows of one batch must be independent samples"
 
 
-def test_top_k_never_leaves_the_top_k(model):
+def test_top_k_never_leaves_the_top_k(sampler_for, model):
     k = 3
     prompt = np.array([4, 4], np.int32)
-    out = Sampler(model).generate(prompt, 6, 15, Decoding(temperature=1.5, top_k=k), seed=5)
+    out = sampler_for().generate(prompt, 6, 15, Decoding(temperature=1.5, top_k=k), seed=5)
     for row in out:
         seq = prompt.tolist()
         for token in row:
@@ -135,11 +150,11 @@ def test_decoding_rejects_impossible_settings():
     [(1, 1), (3, 3), (7, 7), (40, 40), (1, 4), (2, 8), (3, 128), (5, 6)],
 )
 @pytest.mark.parametrize("eos_id", [None, 4])
-def test_stream_gives_the_ids_of_generate(model, chunk, max_chunk, eos_id):
+def test_stream_gives_the_ids_of_generate(sampler_for, chunk, max_chunk, eos_id):
     """Chunks carry the state and the per-step seeds: the same ids as one rollout, end padding
     included (an end token in one chunk pads the row in the next ones too), whatever the chunk
     sizes: the first has ``chunk`` steps, each next one twice as many, up to ``max_chunk``."""
-    sampler = Sampler(model, never=[0], eos_id=eos_id)
+    sampler = sampler_for([0], eos_id)
     prompt = np.array([2, 5], np.int32)
     ended = False
     for decoding in [
@@ -165,8 +180,8 @@ def test_stream_gives_the_ids_of_generate(model, chunk, max_chunk, eos_id):
         assert ended, "the test must exercise the end padding"
 
 
-def test_stream_chunks_grow_from_the_first_to_the_cap(model):
-    sampler = Sampler(model)
+def test_stream_chunks_grow_from_the_first_to_the_cap(sampler_for):
+    sampler = sampler_for()
     prompt = np.array([2], np.int32)
     widths = [p.shape[1] for p in sampler.stream(prompt, 2, 100, chunk=3, max_chunk=20)]
     assert widths == [3, 6, 12, 20, 20, 20, 19]
@@ -198,10 +213,12 @@ def _loop_before_the_controls(model, prompt, length, temperature, top_k, top_p, 
 
 
 @pytest.mark.parametrize("eos_id", [None, 4])
-def test_with_the_controls_off_the_ids_are_those_of_the_loop_before_them(model, eos_id):
+def test_with_the_controls_off_the_ids_are_those_of_the_loop_before_them(
+    sampler_for, model, eos_id
+):
     """Bit for bit, for the same seed: the sampler (controls as tensors, skipped by tf.cond),
     its stream, and ``rollout`` with Python defaults (the GAN's: no History at all)."""
-    sampler = Sampler(model, never=[0], eos_id=eos_id)
+    sampler = sampler_for([0], eos_id)
     prompt = np.array([2, 5, 5], np.int32)
     prompts = tf.constant(np.tile(prompt, (6, 1)))
     mask, seed = never_mask(12, [0]), tf.constant(9, tf.int64)
@@ -254,9 +271,9 @@ def _repeats_an_ngram(seq: list[int], n: int) -> bool:
 
 
 @pytest.mark.parametrize(("n", "length"), [(1, 9), (2, 40), (3, 40)])
-def test_no_repeat_ngram_never_repeats_an_ngram_of_the_row(model, n, length):
+def test_no_repeat_ngram_never_repeats_an_ngram_of_the_row(sampler_for, n, length):
     """Prompt included: with n = 1 and 11 drawable ids, the prompt's 2 leave 9 to draw."""
-    sampler = Sampler(model, never=[0])
+    sampler = sampler_for([0])
     prompt = np.array([2, 5], np.int32)
     free = sampler.generate(prompt, 8, length, Decoding(0.0), seed=3)
     assert any(_repeats_an_ngram([2, 5, *r], n) for r in free.tolist()), "nothing to prevent"
@@ -265,8 +282,8 @@ def test_no_repeat_ngram_never_repeats_an_ngram_of_the_row(model, n, length):
             assert not _repeats_an_ngram([2, 5, *row], n), (decoding, row)
 
 
-def test_a_row_with_every_token_banned_still_draws_a_real_token(model):
-    ids = Sampler(model, never=[0]).generate(
+def test_a_row_with_every_token_banned_still_draws_a_real_token(sampler_for):
+    ids = sampler_for([0]).generate(
         np.array([2, 5], np.int32), 4, 20, Decoding(1.0, no_repeat_ngram=1), seed=1
     )
     assert ((ids >= 1) & (ids < 12)).all()  # never the masked id 0, never out of the vocabulary
@@ -280,8 +297,8 @@ def test_penalize_is_ctrls_repetition_penalty():
     assert penalize(logits, seen, 2.0).numpy().tolist() == [[1.0, -4.0, 3.0, 0.0, -1.0]]
 
 
-def test_a_repetition_penalty_repeats_fewer_tokens(model):
-    sampler = Sampler(model, never=[0])
+def test_a_repetition_penalty_repeats_fewer_tokens(sampler_for):
+    sampler = sampler_for([0])
     prompt = np.array([2, 5], np.int32)
 
     def repeated(decoding: Decoding) -> float:
@@ -366,8 +383,8 @@ CHARS = Vocabulary.from_text("abcdefghij\n")  # 11 characters and <unk>: the mod
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 8])
-def test_streamed_text_stops_where_the_whole_text_does(model, chunk):
-    sampler = Sampler(model, CHARS.never_sampled, CHARS.eos_id)
+def test_streamed_text_stops_where_the_whole_text_does(sampler_for, chunk):
+    sampler = sampler_for(CHARS.never_sampled, CHARS.eos_id)
     prompt = CHARS.encode("ab")
     cut = 0
     for stop, min_length in [([], 0), (["c"], 0), (["ca", "jj", "\n"], 3), (["d", "fgh"], 5)]:
@@ -383,8 +400,8 @@ def test_streamed_text_stops_where_the_whole_text_does(model, chunk):
     assert cut > 6, "the stop strings must cut some texts"
 
 
-def test_streaming_stops_once_every_row_has_stopped(model):
-    sampler = Sampler(model)
+def test_streaming_stops_once_every_row_has_stopped(sampler_for):
+    sampler = sampler_for()
     read = []
 
     def counted(chunks):

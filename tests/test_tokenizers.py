@@ -249,7 +249,9 @@ def test_byte_and_bpe_tokens_run_the_whole_pipeline(tmp_path):
         data = {"tokenizer": tokenizer, "unit": unit, "max_vocab": size, "max_len": 80}
         params = merged(TINY_PARAMS, {**fast, "data": data})
         (repo / "params.yaml").write_text(json.dumps(params))
-        for stage in PIPELINE:
+        # The byte export's graph is checked above (as Python encodes and decodes); bpe's
+        # export runs here too, its prompt spelled byte by byte.
+        for stage in PIPELINE if tokenizer == "bpe" else PIPELINE[:-1]:
             code, err = run_in_process(repo, stage)
             assert code == 0, f"{tokenizer} {stage}: {err[-2000:]}"
         stats = json.loads((repo / "data/prepared/stats.json").read_text())
@@ -264,4 +266,4 @@ def test_byte_and_bpe_tokens_run_the_whole_pipeline(tmp_path):
             assert "val_nats_per_char" in json.loads((repo / f"metrics/{stage}.json").read_text())
         sample = json.loads((repo / "samples/gan.jsonl").open(encoding="utf-8").readline())
         assert any("\uac00" <= ch <= "\ud7a3" for ch in sample["text"])
-        assert (repo / "exports/gan/saved_model/saved_model.pb").is_file()
+    assert (repo / "exports/gan/saved_model/saved_model.pb").is_file()  # bpe's

@@ -291,14 +291,21 @@ class _TokenCounts:
         self.symbols = TOKENIZERS[tokenizer].symbols if character else None
         self.words: Counter[str] = Counter()
 
-    def add(self, text: str) -> None:
+    def add(self, text: str) -> int:
+        """Counts ``text``'s tokens; returns how many it has (``length``, read once)."""
         if self.kind == "byte":
-            return
+            return self.length(text)
         if self.symbols is None:
-            self.words.update(self.split(text))
-        else:
-            points = np.frombuffer(self.symbols(text).encode("utf-32-le"), dtype=np.uint32)
-            self.chars += np.bincount(points, minlength=len(self.chars))
+            tokens = self.split(text)
+            self.words.update(tokens)
+            return len(tokens)
+        symbols = self.symbols(text)
+        points = np.frombuffer(symbols.encode("utf-32-le"), dtype=np.uint32)
+        # Up to the piece's highest code point only: a piece may be a few bytes (small
+        # files, or a block cut short), and a full-range count would cost 9 MB each.
+        found = np.bincount(points)
+        self.chars[: len(found)] += found
+        return len(symbols)
 
     def length(self, text: str) -> int:
         if self.kind == "byte":
@@ -427,9 +434,7 @@ def prepare_files(
             lengths[s] += sum(length(line) <= max_len for line in part)
     else:
         for s, text in _stream_pieces(files, lowercase, cuts, tokenizer, progress):
-            lengths[s] += length(text)
-            if s == 0 and counts is not None:
-                counts.add(text)
+            lengths[s] += counts.add(text) if s == 0 and counts is not None else length(text)
     if counts is not None:
         vocab = Vocabulary.from_counts(counts.counter(), tokenizer, lowercase, lines, max_vocab)
     if tokenizer == "jamo" and not any(has_hangul(t) for t in vocab.tokens):
