@@ -114,3 +114,17 @@ def test_stages_the_oracle_benchmark_shares_are_declared_alike(name):
     oracle = dict(stages_of(ROOT / "oracle/dvc.yaml"))[name]
     rebased = yaml.safe_load(yaml.safe_dump(oracle).replace("../", ""))
     assert rebased == main, f"oracle/dvc.yaml: stage {name} differs from dvc.yaml's"
+
+
+def test_a_contestants_change_never_retrains_the_judge():
+    """The judge reads the prepared data and its own section only (its own seed too), so a
+    change to a contestant, the sampling or the global seed leaves it cached (trained once per
+    corpus); what follows a change reruns, as tests/test_reproducibility.py shows."""
+    stages = dict(stages_of(ROOT / "dvc.yaml"))
+    judge = stages["train_judge"]
+    assert judge["params"] == ["judge"]
+    data = [d for d in judge["deps"] if not d.endswith(".py") and d not in ENVIRONMENT]
+    assert data and all(d.startswith("data/prepared/") for d in data), data
+    for name, stage in stages.items():  # nothing before it is a contestant's
+        if name != "train_judge" and any(o in judge["deps"] for o in stage["outs"]):
+            assert name == "prepare", name

@@ -156,7 +156,10 @@ def compose_hangul(texts: tf.Tensor) -> tf.Tensor:
     syllable = (
         _S + ((p - _L) * 21 + ahead(p, 1, 0) - _V) * 28 + tf.where(lvt, ahead(p, 2, 0) - _T, 0)
     )
-    behind = lambda x, k: tf.concat([tf.zeros([tf.minimum(k, n)], tf.bool), x], 0)[:n]  # noqa: E731
+
+    def behind(x: tf.Tensor, k: int) -> tf.Tensor:  # x[i - k], False before the start
+        return tf.concat([tf.zeros([tf.minimum(k, n)], tf.bool), x], 0)[:n]
+
     drop = behind(lv, 1) | behind(lvt, 2)
     out = tf.RaggedTensor.from_value_rowids(
         tf.boolean_mask(tf.where(lv, syllable, p), ~drop),
