@@ -4,6 +4,7 @@ the real stage scripts and dvc.yaml, and helpers to run DVC in them."""
 import contextlib
 import io
 import json
+import logging
 import os
 import re
 import runpy
@@ -220,3 +221,39 @@ def run_in_process(repo: Path, command: str) -> tuple[int, str]:
         os.chdir(cwd)
         sys.argv, sys.path[:] = argv, path
     return code, stderr.getvalue()
+
+
+PIPELINE = ["prepare", "train_judge", "train_lstm", "train_gan", "sample", "evaluate", "export"]
+RETRACING = "triggered tf.function retracing"  # TensorFlow's warning: a function rebuilt
+
+
+@contextlib.contextmanager
+def retracing_warnings():
+    """The retracing warnings TensorFlow logs meanwhile (a function traced again and again: a
+    slow run), in the list it yields."""
+    caught: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: caught.append(record.getMessage())
+    logger = logging.getLogger("tensorflow")
+    logger.addHandler(handler)
+    try:
+        yield caught
+    finally:
+        logger.removeHandler(handler)
+        caught[:] = [m for m in caught if RETRACING in m]
+
+
+def run_stages(repo: Path, stages: list[str]) -> None:
+    """``stages`` in order, in this process (``run_in_process``; no TensorFlow start-up per
+    stage), each one asserted to succeed and to trace no function again and again."""
+    from tensorflow.python.eager.polymorphic_function import polymorphic_function
+
+    for stage in stages:
+        # Under DVC a stage is a process of its own, whose count of recent traces per function
+        # (TensorFlow keys it by the function's code, so that one defined in a loop is caught)
+        # starts at zero: so here, or one stage's samplers would count against the next's.
+        polymorphic_function._frequent_tracing_detector_manager._detectors.clear()
+        with retracing_warnings() as retraced:
+            code, err = run_in_process(repo, stage)
+        assert code == 0, f"{stage}: {err[-2000:]}"
+        assert not retraced, f"{stage}: {retraced}"

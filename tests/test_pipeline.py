@@ -8,18 +8,21 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.corpora import make_korean, make_play
+from tests.corpora import make_play
 from tests.params import ORACLE_SHIPPED, merged
 from tests.repos import (
     CLI,
     EVALUATE_KEYS,
+    PIPELINE,
     ROOT,
     TINY_PARAMS,
     init_repo,
     make_repo,
     read_metrics,
+    retracing_warnings,
     run,
     run_in_process,
+    run_stages,
     stages_run,
 )
 
@@ -81,9 +84,6 @@ LINE_PARAMS = {
 }
 
 
-RETRACING = "triggered tf.function retracing"  # TensorFlow's warning: a function rebuilt
-
-
 def _assert_intervals(repo: Path, criteria: dict[str, tuple[str, str]]) -> None:
     """The verdict's numbers, checked so that they can fail: every sweep point's interval
     holds its point, the comparison has exactly its keys, and a model wins only where it is
@@ -124,12 +124,27 @@ def _assert_intervals(repo: Path, criteria: dict[str, tuple[str, str]]) -> None:
         assert c["lstm_better"] == float(shares[0] == 1.0), name
 
 
+def test_retracing_warnings_catch_a_function_traced_again_and_again():
+    """The in-process pipeline tests' check (``run_stages``) can fail."""
+    from textgen.backend import tf
+
+    traced = tf.function(lambda x: x + 1)
+    with retracing_warnings() as retraced:
+        for n in range(8):
+            traced(n)  # a Python number: a new trace each time
+    assert retraced
+    with retracing_warnings() as retraced:
+        for n in range(8):
+            traced(tf.constant(n))
+    assert not retraced
+
+
 @pytest.mark.slow
 def test_line_corpus_with_word_tokens_end_to_end(tmp_path):
+    """Lines and word tokens through the stages, in process (the shared tiny run is the one
+    under DVC), up to evaluate: a word export is checked in tests/test_export.py."""
     repo = init_repo(make_repo(tmp_path / "repo", LINE_PARAMS))
-    # Up to evaluate: a word export is checked in tests/test_export.py (against the sampler).
-    proc = run("dvc repro evaluate", repo)
-    assert RETRACING not in proc.stdout + proc.stderr
+    run_stages(repo, PIPELINE[: PIPELINE.index("evaluate") + 1])
 
     vocab = json.loads((repo / "data/prepared/vocab.json").read_text())
     assert vocab["kind"] == "word" and len(vocab["tokens"]) == 30
@@ -155,26 +170,6 @@ def test_line_corpus_with_word_tokens_end_to_end(tmp_path):
     )
     report = (repo / "reports/report.md").read_text()
     assert "95% bootstrap intervals" in report and "models/judge.keras" in report
-
-
-@pytest.mark.slow
-def test_korean_jamo_stream_end_to_end_without_retracing(tmp_path):
-    """Korean as jamo under DVC: the models see 2-3 jamo per syllable, and every text they
-    write (samples, report) is recomposed into syllables. (tests/test_tokenizers.py runs
-    byte and bpe tokens through the pipeline too.)"""
-    params = {"sample": {"prompt": "로미오"}, "data": {"tokenizer": "jamo"}}
-    repo = make_repo(tmp_path / "repo", merged(TINY_PARAMS, params))
-    (repo / "data/raw/tiny/play.txt").write_text(make_korean(400, seed=2), encoding="utf-8")
-    # Up to evaluate: the jamo export's graph is checked in tests/test_tokenizers.py.
-    proc = run("dvc repro evaluate", init_repo(repo))
-    assert RETRACING not in proc.stdout + proc.stderr
-    vocab = json.loads((repo / "data/prepared/vocab.json").read_text(encoding="utf-8"))
-    assert "\u110c" in vocab["tokens"] and "줄" not in vocab["tokens"]  # ᄌ, not the syllable
-    sample = json.loads((repo / "samples/gan.jsonl").open(encoding="utf-8").readline())
-    assert any("\uac00" <= ch <= "\ud7a3" for ch in sample["text"])  # syllables again
-    stats = json.loads((repo / "data/prepared/stats.json").read_text())
-    assert 1.5 < stats["test_tokens"] / stats["test_characters"] < 3  # spaces: one token each
-    assert read_metrics(repo)["results/evaluate.json"]["gan"].keys() >= EVALUATE_KEYS
 
 
 ORACLE_PARAMS = merged(

@@ -17,7 +17,15 @@ from hypothesis import strategies as st
 
 from tests.corpora import make_korean, make_play
 from tests.params import merged
-from tests.repos import TINY_PARAMS, init_repo, make_repo, run_in_process
+from tests.repos import (
+    EVALUATE_KEYS,
+    PIPELINE,
+    TINY_PARAMS,
+    init_repo,
+    make_repo,
+    read_metrics,
+    run_stages,
+)
 from textgen.artifacts import load_vocab, save_vocab
 from textgen.config import DataParams
 from textgen.corpus import prepare_files
@@ -234,28 +242,28 @@ def test_the_exports_graph_encodes_and_decodes_as_python_does(kind, bpe):
         assert encoded.tolist() == vocab.encode(text).tolist()
 
 
-PIPELINE = ["prepare", "train_judge", "train_lstm", "train_gan", "sample", "evaluate", "export"]
-
-
 @pytest.mark.slow
-def test_byte_and_bpe_tokens_run_the_whole_pipeline(tmp_path):
-    """byte (lines) and bpe (a stream) through every stage, the GAN included, in process;
-    every likelihood is also per character, and those agree with the per-token figures."""
+def test_jamo_byte_and_bpe_tokens_run_the_whole_pipeline(tmp_path):
+    """Korean as jamo (a stream), byte (lines) and bpe (a stream) through every stage, the GAN
+    included, in process; every likelihood is also per character, and those agree with the
+    per-token figures. The stages trace nothing again and again."""
     repo = make_repo(tmp_path / "repo")
     (repo / "data/raw/tiny/play.txt").write_text(make_korean(300, seed=2), encoding="utf-8")
     init_repo(repo)
     fast = {"gan": {"steps": 2, "log_every": 2}, "sample": {"prompt": "로미오"}}
-    for tokenizer, unit, size in [("byte", "line", None), ("bpe", "stream", 300)]:
+    for tokenizer, unit, size in [
+        ("jamo", "stream", None),
+        ("byte", "line", None),
+        ("bpe", "stream", 300),
+    ]:
         data = {"tokenizer": tokenizer, "unit": unit, "max_vocab": size, "max_len": 80}
         params = merged(TINY_PARAMS, {**fast, "data": data})
         (repo / "params.yaml").write_text(json.dumps(params))
-        # The byte export's graph is checked above (as Python encodes and decodes); bpe's
-        # export runs here too, its prompt spelled byte by byte.
-        for stage in PIPELINE if tokenizer == "bpe" else PIPELINE[:-1]:
-            code, err = run_in_process(repo, stage)
-            assert code == 0, f"{tokenizer} {stage}: {err[-2000:]}"
+        # The jamo and byte exports' graphs are checked above (as Python encodes and
+        # decodes); bpe's export runs here too, its prompt spelled byte by byte.
+        run_stages(repo, PIPELINE if tokenizer == "bpe" else PIPELINE[:-1])
         stats = json.loads((repo / "data/prepared/stats.json").read_text())
-        assert stats["tokenizer"] == tokenizer and stats["unk_rate_test"] == 0.0
+        assert stats["tokenizer"] == tokenizer
         ratio = stats["test_tokens"] / stats["test_characters"]
         evaluated = json.loads((repo / "metrics/evaluate.json").read_text())
         for model in ("lstm", "gan", "judge"):
@@ -264,6 +272,14 @@ def test_byte_and_bpe_tokens_run_the_whole_pipeline(tmp_path):
             assert m["test_nats_per_char"] == pytest.approx(m["test_nll_nats"] * ratio)
         for stage in ("lstm", "judge", "gan"):
             assert "val_nats_per_char" in json.loads((repo / f"metrics/{stage}.json").read_text())
+        assert read_metrics(repo)["results/evaluate.json"]["gan"].keys() >= EVALUATE_KEYS
+        # Every text a model writes is recomposed into syllables (jamo: 2-3 tokens each).
         sample = json.loads((repo / "samples/gan.jsonl").open(encoding="utf-8").readline())
         assert any("\uac00" <= ch <= "\ud7a3" for ch in sample["text"])
+        if tokenizer == "jamo":
+            vocab = json.loads((repo / "data/prepared/vocab.json").read_text(encoding="utf-8"))
+            assert "\u110c" in vocab["tokens"] and "줄" not in vocab["tokens"]  # ᄌ, no syllable
+            assert 1.5 < ratio < 3  # spaces: one token each
+        else:
+            assert stats["unk_rate_test"] == 0.0
     assert (repo / "exports/gan/saved_model/saved_model.pb").is_file()  # bpe's
