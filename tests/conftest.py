@@ -52,9 +52,15 @@ def tiny_pipeline(request, tmp_path_factory) -> Path:
 
 # The modules of end-to-end tests, longest first (from `pytest --durations`): they are handed
 # out first, so that no worker is left with a long test at the end while the other waits. The
-# kill chain (first) builds the shared tiny run; the pipeline tests, which need none, keep the
-# other worker busy meanwhile.
-LONGEST_FIRST = ["test_kill", "test_pipeline", "test_reproducibility", "test_serve"]
+# kill chain (first) builds the shared tiny run; the pipeline and tokenizer tests, which need
+# none, keep the other worker busy meanwhile (about as long as the build and the kill chain).
+LONGEST_FIRST = [
+    "test_kill",
+    "test_pipeline",
+    "test_tokenizers",
+    "test_reproducibility",
+    "test_serve",
+]
 # Modules whose tests share nothing costly (each builds or copies what it needs): pytest-xdist
 # may hand out each of their tests on its own. Every other module's tests stay on one worker,
 # where its module fixtures are built once.
