@@ -224,6 +224,7 @@ def run_in_process(repo: Path, command: str) -> tuple[int, str]:
 
 
 PIPELINE = ["prepare", "train_judge", "train_lstm", "train_gan", "sample", "evaluate", "export"]
+UP_TO_EVALUATE = PIPELINE[: PIPELINE.index("evaluate") + 1]  # all but the export
 RETRACING = "triggered tf.function retracing"  # TensorFlow's warning: a function rebuilt
 
 
@@ -232,15 +233,19 @@ def retracing_warnings():
     """The retracing warnings TensorFlow logs meanwhile (a function traced again and again: a
     slow run), in the list it yields."""
     caught: list[str] = []
+
+    def keep(record: logging.LogRecord) -> None:
+        if RETRACING in (message := record.getMessage()):
+            caught.append(message)
+
     handler = logging.Handler()
-    handler.emit = lambda record: caught.append(record.getMessage())
+    handler.emit = keep
     logger = logging.getLogger("tensorflow")
     logger.addHandler(handler)
     try:
         yield caught
     finally:
         logger.removeHandler(handler)
-        caught[:] = [m for m in caught if RETRACING in m]
 
 
 def run_stages(repo: Path, stages: list[str]) -> None:

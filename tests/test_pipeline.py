@@ -13,9 +13,9 @@ from tests.params import ORACLE_SHIPPED, merged
 from tests.repos import (
     CLI,
     EVALUATE_KEYS,
-    PIPELINE,
     ROOT,
     TINY_PARAMS,
+    UP_TO_EVALUATE,
     init_repo,
     make_repo,
     read_metrics,
@@ -144,7 +144,7 @@ def test_line_corpus_with_word_tokens_end_to_end(tmp_path):
     """Lines and word tokens through the stages, in process (the shared tiny run is the one
     under DVC), up to evaluate: a word export is checked in tests/test_export.py."""
     repo = init_repo(make_repo(tmp_path / "repo", LINE_PARAMS))
-    run_stages(repo, PIPELINE[: PIPELINE.index("evaluate") + 1])
+    run_stages(repo, UP_TO_EVALUATE)
 
     vocab = json.loads((repo / "data/prepared/vocab.json").read_text())
     assert vocab["kind"] == "word" and len(vocab["tokens"]) == 30

@@ -18,6 +18,7 @@ from tests.browser import chromium
 from tests.repos import (
     EVALUATE_KEYS,
     METRIC_KEYS,
+    PIPELINE,
     TIMINGS,
     TINY_PARAMS,
     make_repo,
@@ -27,7 +28,7 @@ from tests.repos import (
 )
 
 pytestmark = pytest.mark.slow
-STAGES = {"prepare", "train_judge", "train_lstm", "train_gan", "sample", "evaluate", "export"}
+STAGES = set(PIPELINE)
 
 
 @pytest.fixture(scope="module")
