@@ -50,6 +50,29 @@ def tiny_pipeline(request, tmp_path_factory) -> Path:
     return repo
 
 
+@pytest.fixture(scope="session")
+def team(tiny_pipeline) -> Path:
+    """``origin.git`` and a DVC remote ``remote/``, holding the shared tiny run committed in
+    ``a`` (its outputs, timings and run-cache stay there): clone it (tests/repos.clone) for a
+    teammate's fresh checkout. Built once per test run and shared by every pytest-xdist worker,
+    like ``tiny_pipeline``: tests add clones, branches and tags, and leave ``main`` and ``a``'s
+    files alone."""
+    root = tiny_pipeline.parent / "team"
+    with FileLock(str(tiny_pipeline.parent / "team.lock")):
+        if not (root / "ready").is_file():
+            shutil.rmtree(root, ignore_errors=True)
+            a = root / "a"
+            shutil.copytree(tiny_pipeline, a, symlinks=True)
+            run(f"dvc remote add -d storage {root / 'remote'}", a)
+            # The built-in corpus is fetched at set-up; this small one travels in git.
+            run("git add -f data/raw/tiny && git add -A && git commit -qm 'pipeline run'", a)
+            run("dvc push", a)
+            run("git clone -q --bare a origin.git", root)
+            run("git remote add origin ../origin.git && git fetch -q origin", a)
+            (root / "ready").touch()
+    return root
+
+
 # The modules of end-to-end tests, longest first (from `pytest --durations`): they are handed
 # out first, so that no worker is left with a long test at the end while the other waits. The
 # kill chain (first) builds the shared tiny run; the pipeline and tokenizer tests, which need

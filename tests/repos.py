@@ -181,6 +181,13 @@ def init_repo(repo: Path) -> Path:
     return repo
 
 
+def clone(team: Path, name: str, branch: str = "main") -> Path:
+    """A teammate's fresh checkout of the ``team`` fixture's origin, ``team / name`` (a name of
+    its own: the fixture is shared): what git holds, no outputs, an empty DVC cache."""
+    run(f"git clone -q -b {branch} origin.git {name}", team)
+    return team / name
+
+
 def stages_run(output: str) -> set[str]:
     """The stages a `dvc repro` / `dvc exp run` log shows as run (not skipped or restored)."""
     return set(re.findall(r"^Running stage '([^']+)':$", output, re.M))

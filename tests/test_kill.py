@@ -1,5 +1,7 @@
 """SIGKILL anywhere in `dvc repro` loses nothing: the rerun finishes with the outputs of a run
-never killed, and no output is ever half-written under its final name.
+never killed, and no output is ever half-written under its final name. It runs in a fresh
+clone, so its last repro also shows that a clone reproduces the committed dvc.lock byte for
+byte.
 
 Kills are placed by tests/faults/sitecustomize.py at renames (how every output and checkpoint
 is published), in the stage process, killing the stage and DVC together.
@@ -15,14 +17,13 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.repos import TINY_PARAMS, init_repo, make_repo, repo_env
+from tests.repos import clone, repo_env, run
 
 FAULTS = Path(__file__).parent / "faults"
 
-# The tiny profile, whose uninterrupted run is the shared one (``tiny_pipeline``): dropout on,
-# four epochs, six GAN steps. (Resuming early stopping is tests/test_training.py's.)
-PROFILE = TINY_PARAMS
-
+# On the tiny profile (tests/repos.py), whose uninterrupted run is the shared one (``team``'s,
+# committed): dropout on, four epochs, six GAN steps. (Resuming early stopping is
+# tests/test_training.py's.)
 # (stage, file published by a rename, which rename, kill before or after it)
 KILLS = [
     ("prepare", "prepared", 1, "before"),  # the prepared folder, complete, not yet in place
@@ -87,9 +88,9 @@ def _files(repo: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
-def test_sigkill_at_any_point_then_repro_gives_the_uninterrupted_outputs(tiny_pipeline, tmp_path):
-    straight = tiny_pipeline  # the uninterrupted run, read only
-    killed = init_repo(make_repo(tmp_path / "killed", PROFILE))
+def test_sigkill_at_any_point_then_repro_gives_the_uninterrupted_outputs(team, tmp_path):
+    straight = team / "a"  # the uninterrupted run, read only
+    killed = clone(team, "killed")  # what git holds: no outputs, an empty DVC cache
     audit = tmp_path / "in-place-writes.log"
 
     outputs = _outputs(killed)
@@ -120,6 +121,8 @@ def test_sigkill_at_any_point_then_repro_gives_the_uninterrupted_outputs(tiny_pi
     assert sorted(got) == sorted(want)
     differ = sorted(k for k in want if got[k] != want[k])
     assert not differ, f"differ from the uninterrupted run: {differ}"
+    # The fresh clone reproduced the committed dvc.lock, every hash, and left nothing untracked.
+    assert run("git status --porcelain", killed).stdout == ""
     assert not list((killed / "checkpoints").rglob("state.npz")), "checkpoints are removed"
     leftovers = [p for p in killed.rglob(".*.tmp-*") if ".dvc" not in p.parts]
     assert not leftovers, leftovers

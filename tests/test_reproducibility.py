@@ -1,7 +1,8 @@
 """A team's workflow end to end, on the tiny profile: a pipeline run published to a git origin
-and a local-folder DVC remote, then fresh clones that reproduce it byte for byte, restore from
-the run-cache, pull instead of retraining, verify it in pipeline CI, and queue experiments
-that each run their own code."""
+and a local-folder DVC remote (the ``team`` fixture, tests/conftest.py), then runs that restore
+from the run-cache, clones that pull instead of retraining, verify a change in pipeline CI and
+queue experiments that each run their own code. (A fresh clone reproducing the run byte for
+byte is the kill chain's last step, tests/test_kill.py.)"""
 
 import json
 import re
@@ -21,6 +22,7 @@ from tests.repos import (
     PIPELINE,
     TIMINGS,
     TINY_PARAMS,
+    clone,
     make_repo,
     read_metrics,
     run,
@@ -31,29 +33,20 @@ pytestmark = pytest.mark.slow
 STAGES = set(PIPELINE)
 
 
-@pytest.fixture(scope="module")
-def team(tiny_pipeline, tmp_path_factory) -> Path:
-    """``origin.git`` and a DVC remote ``remote/``, holding a run of the pipeline made in
-    ``a`` (the shared tiny run, which stays, with its outputs and timings)."""
-    root = tmp_path_factory.mktemp("team")
-    a = root / "a"
-    shutil.copytree(tiny_pipeline, a, symlinks=True)
-    run(f"dvc remote add -d storage {root / 'remote'}", a)
-    # The built-in corpus is fetched at set-up; this small one travels in git.
-    run("git add -f data/raw/tiny && git add -A && git commit -qm 'pipeline run'", a)
-    run("dvc push", a)
-    run("git clone -q --bare a origin.git", root)
-    run("git remote add origin ../origin.git && git fetch -q origin", a)
-    return root
-
-
 def _files(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file()]
 
 
-def clone(root: Path, name: str, branch: str = "main") -> Path:
-    run(f"git clone -q -b {branch} origin.git {name}", root)
-    return root / name
+def workspace(team: Path, to: Path) -> Path:
+    """A copy of the team's run (``team / "a"``: outputs, DVC cache and run-cache), for DVC
+    commands of a test's own: ``a`` is shared by the workers, and DVC locks a repository per
+    command. Not DVC's locks of the moment (.dvc/tmp)."""
+    shutil.copytree(team / "a", to, symlinks=True, ignore=_locks)
+    return to
+
+
+def _locks(folder: str, names: list[str]) -> list[str]:
+    return ["tmp"] if Path(folder).name == ".dvc" else []
 
 
 def set_param(repo: Path, key: str, value) -> None:
@@ -63,8 +56,8 @@ def set_param(repo: Path, key: str, value) -> None:
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
 
 
-def test_pipeline_outputs_metrics_and_plots(team):
-    repo = team / "a"
+def test_pipeline_outputs_metrics_and_plots(team, tmp_path):
+    repo = workspace(team, tmp_path / "a")
     for out in [
         "data/prepared/train.npy",
         "data/prepared/vocab.json",
@@ -154,16 +147,12 @@ def test_pipeline_outputs_metrics_and_plots(team):
     assert gen.stdout.startswith("ROMEO.")
 
 
-def test_fresh_clone_reproduces_the_lock_and_the_run_cache_restores(team):
-    repo = clone(team, "c")  # no outputs, its own empty cache
-    assert stages_run(run("dvc repro", repo).stdout) == STAGES
-    # Byte-identical: every hash in the committed dvc.lock (made in clone a) comes out again.
-    assert run("git status --porcelain", repo).stdout == ""
+def test_a_change_reruns_what_follows_it_and_switched_back_the_run_cache_restores(team, tmp_path):
+    """(That a fresh clone reproduces the committed dvc.lock byte for byte is the kill chain's
+    last step, tests/test_kill.py; that a contestant's change leaves the judge cached,
+    tests/test_dvc_yaml.py's.)"""
+    repo = workspace(team, tmp_path / "a")
     first = read_metrics(repo)
-
-    # A change reruns what follows it, and nothing before it (that a contestant's change
-    # leaves the judge cached is tests/test_dvc_yaml.py's). Switched back, the run-cache
-    # restores every output: nothing is run again.
     set_param(repo, "export.language", ["en", "la"])
     assert stages_run(run("dvc repro", repo).stdout) == {"export"}
     run("git checkout params.yaml", repo)
@@ -322,7 +311,7 @@ def test_clone_sharing_an_environment_runs_its_own_library(tmp_path):
 def test_dvc_plots_show_draws_every_chart_offline(team, tmp_path):
     """`dvc plots show` with the set-up template: no script from a CDN, and every chart of
     dvc.yaml drawn by headless Chromium from the file alone (this machine has no network)."""
-    repo = team / "a"
+    repo = workspace(team, tmp_path / "a")
     template = tmp_path / "offline.html"
     run(f"{sys.executable} -m textgen plots-template --out {template}", repo)
     run(f"dvc plots show --html-template {template} -o {tmp_path / 'plots'}", repo)

@@ -169,3 +169,32 @@ def test_a_queued_experiment_gets_the_corpus_that_git_ignores(tmp_path, monkeypa
     assert _untracked_inputs() == ["data/raw/mine"]
     monkeypatch.chdir(tmp_path / "data")  # no data/raw here (the oracle's folder, say)
     assert _untracked_inputs() == []
+
+
+def _judged(run: SeedRun, judge: float, lstm: float, gan: float) -> SeedRun:
+    """``run`` with the main pipeline's test NLLs: the contestants' and the judge's."""
+    results = {m: {"test_nll_nats": v} for m, v in [("judge", judge), ("lstm", lstm), ("gan", gan)]}
+    return SeedRun(run.name, run.seed, run.points, run.replicates, results, run.params)
+
+
+def test_the_study_says_whether_its_judge_is_as_strong_as_every_contestant():
+    strong = [_judged(synthetic_run(s, 0.01), 1.37, 1.39 + s / 100, 1.44) for s in (1, 2)]
+    text = render(study(strong), "judged")
+    assert "test NLL 1.370 nats per token; the contestants' 1.400 to 1.440" in text
+    assert "at least as strong as every contestant" in text
+    assert summary(study(strong))["judge"]["weaker_than"] == []
+
+    weak = [_judged(synthetic_run(s, 0.01), 1.42, 1.39 + s / 100, 1.44) for s in (1, 2)]
+    text = render(study(weak), "judged")
+    assert (
+        "weaker than 2 of the 4 contestants (the LSTM (MLE), seed 1; the LSTM (MLE), seed 2)"
+        in text
+    )
+    assert summary(study(weak))["judge"]["weaker_than"] == [
+        "the LSTM (MLE), seed 1",
+        "the LSTM (MLE), seed 2",
+    ]
+    # The oracle benchmark has no judge: no line, no figure.
+    oracle = [synthetic_run(s, 0.01) for s in (1, 2)]
+    assert "The judge" not in render(study(oracle), "oracle")
+    assert summary(study(oracle))["judge"] is None

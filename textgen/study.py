@@ -336,6 +336,37 @@ def _headline(run: SeedRun, model: str) -> str:
     return ", ".join(f"{figures[k]:.3f}" for k in keys if k in figures)
 
 
+def judge_strength(runs: list[SeedRun]) -> dict | None:
+    """The judge behind the LM score beside the contestants, by test NLL per token (the main
+    pipeline's; the oracle benchmark has none): its figure, theirs, and those it is weaker
+    than. A study's runs share one judge (its params are alike, its seed its own)."""
+    key = "test_nll_nats"
+    if not all(key in r.results.get("judge", {}) for r in runs):
+        return None
+    judge = max(r.results["judge"][key] for r in runs)
+    contestants = {f"{LABELS[m]}, seed {r.seed}": r.results[m][key] for r in runs for m in MODELS}
+    return {
+        key: judge,
+        "contestants": contestants,
+        "weaker_than": [name for name, nll in contestants.items() if nll < judge],
+    }
+
+
+def _judge_line(strength: dict) -> str:
+    nll = strength["contestants"].values()
+    text = (
+        f"**The judge** behind the LM score: test NLL {strength['test_nll_nats']:.3f} nats per "
+        f"token; the contestants' {min(nll):.3f} to {max(nll):.3f}. "
+    )
+    weaker = strength["weaker_than"]
+    if not weaker:
+        return text + "It is at least as strong as every contestant."
+    return text + (
+        f"It is weaker than {len(weaker)} of the {len(nll)} contestants ({'; '.join(weaker)}): "
+        "the LM score says how likely a weaker model finds the samples."
+    )
+
+
 def render(s: Study, title: str) -> str:
     """The study as Markdown: a row per seed and the pooled row, per criterion."""
     heads = (
@@ -356,6 +387,9 @@ def render(s: Study, title: str) -> str:
         f"**Verdict over seeds x samples**: {s.verdict}",
         "",
     ]
+    strength = judge_strength(s.runs)
+    if strength:
+        out += [_judge_line(strength), ""]
     for j, c0 in enumerate(s.pooled):
         crit = c0.criterion
         out += [
@@ -391,6 +425,7 @@ def summary(s: Study) -> dict:
         "verdict": s.verdict,
         "bootstrap": "hierarchical: seeds with replacement (pairs), then samples within each seed",
         "pooled": {c.criterion.name: clean(comparison_metrics(c)) for c in s.pooled},
+        "judge": judge_strength(s.runs),
         "seeds": [
             {
                 "experiment": run.name,
