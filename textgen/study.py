@@ -375,7 +375,7 @@ def render(s: Study, title: str) -> str:
         else "test NLL"
     )
     out = [
-        f"# Study: {title}, {len(s.runs)} training seeds",
+        f"# Study: {title}, {len(s.runs)} training seed{'s' if len(s.runs) > 1 else ''}",
         "",
         "Written by `python -m textgen study`. Gap: how much more diverse the GAN is at equal "
         "quality, averaged over the quality range both curves span (> 0: the GAN), with its "
