@@ -75,8 +75,8 @@ def team(tiny_pipeline) -> Path:
 
 # The modules of end-to-end tests, longest first (from `pytest --durations`): they are handed
 # out first, so that no worker is left with a long test at the end while the other waits. The
-# kill chain (first) builds the shared tiny run; the pipeline and tokenizer tests, which need
-# none, keep the other worker busy meanwhile (about as long as the build and the kill chain).
+# kill chain (first) builds the shared tiny run and the team's origin; the pipeline and
+# tokenizer tests, which need neither, keep the other worker busy meanwhile.
 LONGEST_FIRST = [
     "test_kill",
     "test_pipeline",

@@ -24,6 +24,7 @@ FAULTS = Path(__file__).parent / "faults"
 # On the tiny profile (tests/repos.py), whose uninterrupted run is the shared one (``team``'s,
 # committed): dropout on, four epochs, six GAN steps. (Resuming early stopping is
 # tests/test_training.py's.)
+
 # (stage, file published by a rename, which rename, kill before or after it)
 KILLS = [
     ("prepare", "prepared", 1, "before"),  # the prepared folder, complete, not yet in place
