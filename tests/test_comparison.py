@@ -171,6 +171,30 @@ def test_lower_is_better_on_both_axes_for_lm_scores():
     assert c.mean_gain > 0 and c.gain_interval[0] > 0 and winner(c) == "gan"
 
 
+def test_regions_of_a_lower_is_better_quality_read_in_the_metrics_ascending_order():
+    # The GAN more diverse at the low-quality end (high LM score), the LSTM at the other.
+    lstm = [{"lm_score_nats": q, "reverse_lm_nats": d} for q, d in [(1.5, 2.0), (1.3, 2.2)]]
+    gan = [{"lm_score_nats": q, "reverse_lm_nats": d} for q, d in [(1.5, 1.9), (1.3, 2.25)]]
+    c = compared(lstm, gan, criterion=LM)
+    assert (c.regions[0].better, c.regions[-1].better) == ("gan", "lstm")  # low quality first
+    text = verdict([c], {"lstm": "the LSTM", "gan": "the GAN"})
+    lstm_at, gan_at = text.index("the LSTM at LM score 1.300 to "), text.index("the GAN at LM")
+    assert lstm_at < gan_at and "to 1.500 (" in text[gan_at:]
+    # Crossings too: the GAN ahead at both ends, the LSTM in the middle.
+    lstm = [
+        {"lm_score_nats": q, "reverse_lm_nats": d} for q, d in [(1.5, 2.0), (1.4, 2.1), (1.3, 2.2)]
+    ]
+    gan = [
+        {"lm_score_nats": q, "reverse_lm_nats": d}
+        for q, d in [(1.5, 1.9), (1.4, 2.15), (1.3, 2.18)]
+    ]
+    c = compare_curves(lstm, gan, LM, ("lstm", "gan"))
+    assert len(c.crossings) == 2 and c.crossings[0] > c.crossings[1]  # as the levels run
+    low, high = sorted(c.crossings)
+    crossed = f"the point curves cross at LM score {low:.3f}, {high:.3f}"
+    assert crossed in describe(c, {"lstm": "the LSTM", "gan": "the GAN"})
+
+
 def test_curves_without_common_quality_are_not_compared_level_by_level():
     lstm = curve([0.1, 0.2], [0.2, 0.1])
     gan = curve([0.01, 0.05], [0.5, 0.4])  # lower BLEU and higher Self-BLEU than any LSTM point

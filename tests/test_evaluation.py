@@ -213,6 +213,18 @@ def test_sweep_gives_one_point_per_temperature_with_every_metric(tiny, sweeps):
             np.testing.assert_array_equal(mine[key], theirs[key])
 
 
+def test_copies_are_counted_in_characters_and_an_unseen_one_breaks_a_copy(tiny):
+    real, _ = tiny
+    text = real.train.text(real.vocab)
+    ids = real.characters(text)
+    unseen = real.characters("\u00e9")[0]  # not in the play's alphabet
+    assert len(ids) == len(text) and ids.max() < unseen
+    span = text[100:140]
+    assert real.copies.longest_copy(real.characters(span)) == len(span)
+    broken = real.characters(span[:25] + "\u00e9" + span[26:])
+    assert real.copies.longest_copy(broken) == 25  # the unseen character matches nothing
+
+
 def test_reverse_lm_sees_collapse_that_the_lm_score_cannot(tiny):
     real, _ = tiny
     n, length = 12, 120

@@ -314,17 +314,19 @@ def _gain(c: Comparison, label: dict[str, str]) -> str:
 
 def _regions_text(c: Comparison, label: dict[str, str]) -> str:
     """'more diverse beyond the noise: the LSTM at BLEU-4 0.150 to 0.240 (60% of the
-    levels), neither at ...', from low to high quality."""
+    levels), neither at ...', in the metric's ascending order (as the README's tables read:
+    from low to high quality for BLEU, from high to low for an NLL)."""
     q = c.criterion.quality_label
     if len(c.regions) == 1:
         who = c.regions[0].better
         if who is None:
             return f"neither is more diverse beyond the noise at any {q} level"
         return f"{label[who]} is more diverse beyond the noise at every {q} level"
+    ascending = c.criterion.quality_higher_is_better
     parts = [
-        f"{label[r.better] if r.better else 'neither'} at {q} {r.start:.3f} to {r.end:.3f} "
-        f"({r.share:.0%} of the levels)"
-        for r in c.regions
+        f"{label[r.better] if r.better else 'neither'} at {q} "
+        f"{min(r.start, r.end):.3f} to {max(r.start, r.end):.3f} ({r.share:.0%} of the levels)"
+        for r in (c.regions if ascending else c.regions[::-1])
     ]
     return "more diverse beyond the noise (95% interval at each level): " + ", ".join(parts)
 
@@ -333,7 +335,8 @@ def _crossed(c: Comparison) -> str:
     q = c.criterion.quality_label
     if not c.crossings:
         return "the point curves do not cross"
-    return f"the point curves cross at {q} " + ", ".join(f"{x:.3f}" for x in c.crossings)
+    # In the metric's ascending order, as the regions are written.
+    return f"the point curves cross at {q} " + ", ".join(f"{x:.3f}" for x in sorted(c.crossings))
 
 
 def winner(c: Comparison) -> str | None:

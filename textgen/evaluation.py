@@ -38,7 +38,7 @@ from textgen.scoring import Ratio, heldout, score
 from textgen.seeding import derive_seed
 from textgen.sources import TokenSource, continuation_layout
 from textgen.training import train
-from textgen.vocab import TextSize, Vocabulary
+from textgen.vocab import CharTokenizer, TextSize, Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,8 @@ class RealData:
     profile: NgramProfile = field(init=False)  # the test split's n-grams, for MS-Jaccard
     seen_4grams: set[int] = field(init=False)
     copies: CopyIndex = field(init=False)  # the training text's characters
-    alphabet: np.ndarray = field(init=False)  # its code points, sorted
+    # The training text's own characters, as ids (one never seen in training: the unknown id).
+    alphabet: CharTokenizer = field(init=False)
 
     def __post_init__(self) -> None:
         test_sentences = sentences(self.test.text(self.vocab))
@@ -67,21 +68,13 @@ class RealData:
         self.seen_4grams = ngram_set(train_text, 4)
         # Copies are found in characters of the decoded text, whatever the tokens are, so
         # the figure compares across tokenizers.
-        points = _code_points(train_text)
-        self.alphabet = np.unique(points)
-        self.copies = CopyIndex(np.searchsorted(self.alphabet, points))
+        seen = sorted(set(train_text))
+        self.alphabet = CharTokenizer(tuple(seen), n_specials=0, unk_id=len(seen))
+        self.copies = CopyIndex(self.characters(train_text))
 
     def characters(self, text: str) -> np.ndarray:
-        """A text's characters as ``copies`` indexes them (one never seen in training: an
-        id that matches nothing)."""
-        points = _code_points(text)
-        pos = np.searchsorted(self.alphabet, points).clip(0, max(len(self.alphabet) - 1, 0))
-        known = self.alphabet[pos] == points if len(self.alphabet) else False
-        return np.where(known, pos, len(self.alphabet))
-
-
-def _code_points(text: str) -> np.ndarray:
-    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        """A text's characters as ``copies`` indexes them."""
+        return self.alphabet.encode(text)
 
 
 # --- Uncertainty: a bootstrap over samples ----------------------------------------------------
